@@ -1,0 +1,40 @@
+# Two entry points: `make demo` (set up, then run the main job on the default data)
+# and `make test` (set up, then run the fast test suite). Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch is pinned first so that no other requirement can pull a CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.lock
+	# CrypTen 0.4.1 declares a broken `sklearn` dependency; its real needs are in the lock.
+	$(PIP) install -q --no-deps crypten==0.4.1
+	$(PIP) install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/pv4fad simulate --out runs/demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Party logic as Flower ClientApps: PNS, bank, SISA shard, LLM worker."""

@@ -1,0 +1,1 @@
+"""Cryptographic building blocks: CKKS (TenSEAL), SMPC (secure aggregation, CrypTen), DP."""

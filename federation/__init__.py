@@ -1,0 +1,1 @@
+"""Shared core of pv4fad: data, features, transcript ledger, Flower wiring and the CLI."""

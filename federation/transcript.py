@@ -1,0 +1,149 @@
+"""Transcript ledger: every message that crosses a party boundary, as seen by each side.
+
+Each party writes its own JSON-lines file (sender and receiver both record a message), so
+an auditor can compare the two views. Payload fields carry a class that says how they are
+protected; `plaintext` is only acceptable for public metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class PayloadClass(str, Enum):
+    """How a payload field is protected when it crosses a boundary."""
+
+    CIPHERTEXT = "ciphertext"  # homomorphic or AEAD ciphertext under a key the reader lacks
+    MASKED = "masked"  # value plus a statistically hiding random mask
+    SECRET_SHARE = "secret_share"  # one additive share, or a pairwise-masked aggregation input
+    DP_NOISED = "dp_noised"  # released with differential-privacy noise
+    PUBLIC = "public"  # public keys, parameters, routing metadata
+    PLAINTEXT = "plaintext"  # anything else: must never cross a boundary
+
+
+@dataclass(frozen=True)
+class TranscriptEntry:
+    """One message as recorded by one party (`recorder`)."""
+
+    run: str
+    round: int
+    phase: str
+    sender: str
+    receiver: str
+    message_type: str
+    nbytes: int
+    fields: dict[str, str]
+    recorder: str
+    direction: str  # "sent" | "received" | "release"
+    time: float = field(default_factory=time.time)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class TranscriptLedger:
+    """Append-only ledger of one party; `path=None` keeps entries in memory only."""
+
+    def __init__(self, party: str, run: str, path: Path | None = None) -> None:
+        self.party = party
+        self.run = run
+        self.path = Path(path) if path is not None else None
+        self._entries: list[TranscriptEntry] = []
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                self._entries = list(read_ledger(self.path))
+
+    def _append(self, entry: TranscriptEntry) -> TranscriptEntry:
+        self._entries.append(entry)
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(asdict(entry), sort_keys=True) + "\n")
+        return entry
+
+    def record(
+        self,
+        *,
+        direction: str,
+        round: int,
+        phase: str,
+        sender: str,
+        receiver: str,
+        message_type: str,
+        nbytes: int,
+        fields: Mapping[str, PayloadClass],
+        details: Mapping[str, Any] | None = None,
+    ) -> TranscriptEntry:
+        """Record a message this party sent or received."""
+        if direction not in ("sent", "received"):
+            raise ValueError(f"direction must be 'sent' or 'received', got {direction!r}")
+        return self._append(
+            TranscriptEntry(
+                run=self.run,
+                round=round,
+                phase=phase,
+                sender=sender,
+                receiver=receiver,
+                message_type=message_type,
+                nbytes=int(nbytes),
+                fields={k: PayloadClass(v).value for k, v in fields.items()},
+                recorder=self.party,
+                direction=direction,
+                details=dict(details or {}),
+            )
+        )
+
+    def record_release(self, *, phase: str, round: int, details: Mapping[str, Any]) -> None:
+        """Record a differential-privacy release (written by the accountant)."""
+        self._append(
+            TranscriptEntry(
+                run=self.run,
+                round=round,
+                phase=phase,
+                sender=self.party,
+                receiver="",
+                message_type="dp_release",
+                nbytes=0,
+                fields={},
+                recorder=self.party,
+                direction="release",
+                details=dict(details),
+            )
+        )
+
+    @property
+    def entries(self) -> list[TranscriptEntry]:
+        return list(self._entries)
+
+
+def read_ledger(path: Path) -> Iterable[TranscriptEntry]:
+    """Read entries back from a JSON-lines ledger file."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield TranscriptEntry(**json.loads(line))
+
+
+def merge_ledgers(paths: Iterable[Path], out: Path) -> list[TranscriptEntry]:
+    """Merge per-party ledgers into one file ordered by time."""
+    entries = sorted((e for p in paths for e in read_ledger(p)), key=lambda e: e.time)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as fh:
+        for entry in entries:
+            fh.write(json.dumps(asdict(entry), sort_keys=True) + "\n")
+    return entries
+
+
+def plaintext_violations(entries: Iterable[TranscriptEntry]) -> list[TranscriptEntry]:
+    """Messages crossing a boundary with a field classed plaintext."""
+    return [
+        e
+        for e in entries
+        if e.direction in ("sent", "received")
+        and e.sender != e.receiver
+        and PayloadClass.PLAINTEXT.value in e.fields.values()
+    ]

@@ -1,0 +1,1 @@
+"""LLM modules: unlearning, alignment, calibration, poisoning audit, FairSISA."""

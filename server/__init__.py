@@ -1,0 +1,1 @@
+"""Coordinator ServerApps: the PV4FAD workflow, SISA, federated unlearning."""
