@@ -11,12 +11,12 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 
-class PayloadClass(str, Enum):
+class PayloadClass(StrEnum):
     """How a payload field is protected when it crosses a boundary."""
 
     CIPHERTEXT = "ciphertext"  # homomorphic or AEAD ciphertext under a key the reader lacks
