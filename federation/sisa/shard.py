@@ -1,0 +1,135 @@
+"""One SISA shard as kept by the party that hosts it: its slices, a checkpoint after each
+slice, and the ids it has forgotten, all on that party's disk.
+
+Layout of `<root>/shard_<s>/`: `spec.json` (dataset, learner, epochs, seed), `slices.json`
+(current ids per slice), `forgotten.json`, and `ckpt_<r>.pkl` for r = 0..R (ckpt_0 is the
+untrained model). Checkpoints are this party's own files, read back only by it.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from federation.errors import ProtocolError, Pv4fadError
+from federation.sisa.data import load_dataset
+from federation.sisa.learners import SliceLearner, make_learner
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """How one shard is trained."""
+
+    dataset: str
+    learner: str
+    epochs: int
+    seed: int
+    shard: int
+
+
+@dataclass(frozen=True)
+class ShardUpdate:
+    """What a train or forget did: the first slice retrained and the samples processed."""
+
+    shard: int
+    first_slice: int
+    samples: int
+    forgotten: list[int]
+
+
+class ShardStore:
+    """A shard's files under `root` and the operations on them."""
+
+    def __init__(self, root: Path, shard: int) -> None:
+        self.dir = Path(root) / f"shard_{shard}"
+        self.shard = shard
+
+    # -- files ---------------------------------------------------------------
+    def _read(self, name: str) -> Any:
+        path = self.dir / name
+        if not path.is_file():
+            raise ProtocolError(f"shard {self.shard}: {path} is missing (train the shard first)")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def _write(self, name: str, value: Any) -> None:
+        tmp = self.dir / f".{name}.tmp"
+        tmp.write_text(json.dumps(value), encoding="utf-8")
+        tmp.replace(self.dir / name)  # atomic: a crash never leaves half a file
+
+    def _save_checkpoint(self, index: int, state: Any) -> None:
+        tmp = self.dir / f".ckpt_{index}.tmp"
+        with tmp.open("wb") as fh:
+            pickle.dump(state, fh)
+        tmp.replace(self.dir / f"ckpt_{index}.pkl")
+
+    def _load_checkpoint(self, index: int) -> Any:
+        with (self.dir / f"ckpt_{index}.pkl").open("rb") as fh:
+            return pickle.load(fh)
+
+    @property
+    def spec(self) -> ShardSpec:
+        return ShardSpec(**self._read("spec.json"))
+
+    @property
+    def slices(self) -> list[list[int]]:
+        return [list(map(int, s)) for s in self._read("slices.json")]
+
+    # -- operations ----------------------------------------------------------
+    def train(self, spec: ShardSpec, slices: list[list[int]]) -> ShardUpdate:
+        """Train from scratch on `slices`, checkpointing after each one."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._write("spec.json", asdict(spec))
+        self._write("slices.json", [sorted(map(int, s)) for s in slices])
+        self._write("forgotten.json", [])
+        learner = make_learner(spec.learner, spec.epochs)
+        self._save_checkpoint(0, learner.initial_state([spec.seed, spec.shard]))
+        return ShardUpdate(spec.shard, 1, self._train_from(1, learner, spec, self.slices), [])
+
+    def forget(self, ids: list[int]) -> ShardUpdate:
+        """Remove `ids` and retrain from the checkpoint before the first slice holding one.
+        Ids this shard already forgot are skipped, so a repeated request is harmless."""
+        forgotten = set(self._read("forgotten.json"))
+        todo = sorted(set(map(int, ids)) - forgotten)
+        slices = self.slices
+        held = {i for s in slices for i in s}
+        strangers = [i for i in todo if i not in held]
+        if strangers:
+            raise Pv4fadError(f"shard {self.shard} does not hold ids {strangers[:10]}")
+        if not todo:
+            return ShardUpdate(self.shard, 0, 0, [])
+        gone = set(todo)
+        first = min(r for r, s in enumerate(slices, start=1) if gone & set(s))
+        kept = [[i for i in s if i not in gone] for s in slices]
+        spec = self.spec
+        samples = self._train_from(first, make_learner(spec.learner, spec.epochs), spec, kept)
+        # Recorded only after the checkpoints: a crash mid-way leaves the ids pending.
+        self._write("slices.json", kept)
+        self._write("forgotten.json", sorted(forgotten | gone))
+        return ShardUpdate(self.shard, first, samples, todo)
+
+    def _train_from(
+        self, first: int, learner: SliceLearner, spec: ShardSpec, slices: list[list[int]]
+    ) -> int:
+        """Retrain slices first..R from checkpoint first-1; returns samples processed."""
+        data = load_dataset(spec.dataset)
+        state = self._load_checkpoint(first - 1)
+        samples = 0
+        for r in range(first, len(slices) + 1):
+            ids = np.array(sorted(i for s in slices[:r] for i in s), dtype=np.int64)
+            state, used = learner.train_slice(
+                state, data.features[ids], data.labels[ids], [spec.seed, spec.shard, r]
+            )
+            samples += used
+            self._save_checkpoint(r, state)
+        return samples
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """P(y = 1) from the shard's final checkpoint."""
+        spec = self.spec
+        learner = make_learner(spec.learner, spec.epochs)
+        return learner.predict_proba(self._load_checkpoint(len(self.slices)), features)

@@ -1,0 +1,100 @@
+"""SISA over Flower: the coordinator's transport as Flower messages, and a runner that
+simulates the hosts as SuperNodes (hosts listed as `down` are simply not started)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.server import Grid
+
+from clients.sisa_shard import make_client_app
+from federation.errors import ProtocolError, Pv4fadError
+from federation.simulation import run_federation, wait_for_nodes
+from federation.sisa.shard import ShardSpec, ShardUpdate
+from server.sisa import ShardProba, SisaCoordinator, client_name
+
+T = TypeVar("T")
+
+
+class FlowerTransport:
+    """Reaches shard hosts through the Flower grid; hosts introduce themselves by name."""
+
+    def __init__(self, grid: Grid, expected: int, timeout_s: float = 600.0) -> None:
+        self.grid = grid
+        self.timeout_s = timeout_s
+        nodes = wait_for_nodes(grid, expected)
+        self.nodes: dict[str, int] = {}
+        for node in nodes:
+            name = str(self._send(node, "query.hello", {})[0]["client"])
+            self.nodes[name] = node
+
+    def _send(
+        self, node: int, message_type: str, body: dict[str, Any], arrays: ArrayRecord | None = None
+    ) -> tuple[dict[str, Any], Message]:
+        content = RecordDict({"request": ConfigRecord({"json": json.dumps(body)})})
+        if arrays is not None:
+            content["features"] = arrays
+        message = Message(content, dst_node_id=node, message_type=message_type)
+        replies = list(self.grid.send_and_receive([message], timeout=self.timeout_s))
+        if not replies:
+            raise ProtocolError(f"node {node} did not answer {message_type} in {self.timeout_s} s")
+        reply = replies[0]
+        if reply.has_error():
+            raise ProtocolError(f"node {node} failed {message_type}: {reply.error.reason}")
+        result = json.loads(str(reply.content.config_records["result"]["json"]))
+        return result, reply
+
+    def _node(self, client: str) -> int:
+        if client not in self.nodes:
+            raise ProtocolError(f"shard host {client} is not connected")
+        return self.nodes[client]
+
+    def online(self) -> set[str]:
+        return set(self.nodes)
+
+    def train(
+        self, client: str, specs: list[ShardSpec], slices: list[list[list[int]]]
+    ) -> list[ShardUpdate]:
+        body = {"specs": [vars(s) for s in specs], "slices": slices}
+        result, _ = self._send(self._node(client), "train", body)
+        return [ShardUpdate(**u) for u in result["updates"]]
+
+    def forget(self, client: str, shard: int, ids: list[int]) -> ShardUpdate:
+        body = {"shard": shard, "ids": ids}
+        result, _ = self._send(self._node(client), "query.forget", body)
+        return ShardUpdate(**result["update"])
+
+    def predict(self, client: str, shards: list[int], features: np.ndarray) -> ShardProba:
+        arrays = ArrayRecord(numpy_ndarrays=[np.ascontiguousarray(features)])
+        _, reply = self._send(self._node(client), "query.predict", {"shards": shards}, arrays)
+        proba = reply.content.array_records["proba"].to_numpy_ndarrays()
+        return dict(zip(shards, proba, strict=True))
+
+
+def run_sisa_federation(
+    run_dir: Path,
+    clients: int,
+    action: Callable[[SisaCoordinator], T],
+    down: Sequence[str] = (),
+    verbose: bool = False,
+) -> T:
+    """Simulate the hosts client00.. (except `down`) and run `action` on the coordinator."""
+    run_dir = Path(run_dir).resolve()
+    names = [client_name(i) for i in range(clients)]
+    unknown = sorted(set(down) - set(names))
+    if unknown:
+        raise Pv4fadError(f"--down names unknown hosts {unknown}: expected among {names}")
+    online = [n for n in names if n not in down]
+    if not online:
+        raise ProtocolError("every shard host is down: nothing to run")
+    hosts = {pid: (name, str(run_dir / "clients" / name)) for pid, name in enumerate(online)}
+
+    def server_main(grid: Grid, _context: Any) -> T:
+        return action(SisaCoordinator(run_dir, FlowerTransport(grid, len(online))))
+
+    return run_federation(server_main, make_client_app(hosts), len(online), verbose=verbose)
