@@ -23,6 +23,8 @@ class PayloadClass(StrEnum):
     MASKED = "masked"  # value plus a statistically hiding random mask
     SECRET_SHARE = "secret_share"  # one additive share, or a pairwise-masked aggregation input
     DP_NOISED = "dp_noised"  # released with differential-privacy noise
+    KEYED_HASH = "keyed_hash"  # PRF tag under a pairwise key: reveals only equality with
+    # values the reader already holds (record linkage)
     PUBLIC = "public"  # public keys, parameters, routing metadata
     PLAINTEXT = "plaintext"  # anything else: must never cross a boundary
 

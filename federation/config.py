@@ -1,0 +1,55 @@
+"""Run configuration of the PV4FAD protocol: read once, sent to every party as public data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from federation.errors import Pv4fadError
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Public parameters every party sees.
+
+    epsilon/delta: training budget for the bank-derived joint counts (per bank account).
+    inference_epsilon: output-privacy budget per released test score (None: no output noise).
+    n_bins: PNS score bins of the status-aware table.
+    max_rows_per_account: training rows per beneficiary account that enter the counts;
+      bounds the sensitivity of the counts to one account's bank record.
+    plaintext: crypto switched off (kept only to measure the cost of privacy).
+    """
+
+    epsilon: float = 1.0
+    delta: float = 1e-6
+    inference_epsilon: float | None = None
+    n_bins: int = 12
+    max_rows_per_account: int = 2
+    plaintext: bool = False
+    seed: int = 0
+    timeout_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        if not self.epsilon > 0:
+            raise Pv4fadError(f"--epsilon must be > 0, got {self.epsilon}")
+        if not 0 < self.delta < 1:
+            raise Pv4fadError(f"--delta must be in (0, 1), got {self.delta}")
+        if self.inference_epsilon is not None and not self.inference_epsilon > 0:
+            raise Pv4fadError(f"--inference-epsilon must be > 0, got {self.inference_epsilon}")
+        if self.n_bins < 2 or self.max_rows_per_account < 1:
+            raise Pv4fadError("n_bins must be >= 2 and max_rows_per_account >= 1")
+
+    def to_record(self) -> dict[str, Any]:
+        """As Flower ConfigRecord values (no None)."""
+        out = asdict(self)
+        out["inference_epsilon"] = -1.0 if self.inference_epsilon is None else out[
+            "inference_epsilon"]
+        return out
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ProtocolConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        if values.get("inference_epsilon", None) is not None and values["inference_epsilon"] < 0:
+            values["inference_epsilon"] = None
+        return cls(**values)

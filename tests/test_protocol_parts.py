@@ -1,0 +1,98 @@
+"""Pieces of the PV4FAD protocol that need no federation: wire format, ledger, audit
+checks, the status-aware table and the run configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from federation import wire
+from federation.audit import privacy_checks, traffic
+from federation.config import ProtocolConfig
+from federation.errors import ProtocolError, Pv4fadError
+from federation.status_model import StatusTable, capped_rows, score_bin_edges
+from federation.transcript import PayloadClass, TranscriptLedger, read_ledger
+
+
+def test_wire_round_trip_keeps_arrays_bytes_and_json():
+    fields = {"a": np.arange(6, dtype=np.int16).reshape(2, 3), "b": b"\x00\xff", "c": [1, "x"]}
+    out = wire.unpack(wire.pack(fields))
+    assert out["a"].dtype == np.int16 and out["a"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert out["b"] == b"\x00\xff" and out["c"] == [1, "x"]
+
+
+@pytest.mark.parametrize("mangle", [lambda b: b[:-3], lambda b: b[:2], lambda b: b"\x00" * 8])
+def test_wire_rejects_truncated_or_garbage(mangle):
+    blob = wire.pack({"a": np.zeros(10)})
+    with pytest.raises(ProtocolError, match="malformed status payload"):
+        wire.unpack(mangle(blob), what="status payload")
+
+
+def _ledger(tmp_path, party, entries):
+    ledger = TranscriptLedger(party, "run1", tmp_path / f"{party}.jsonl")
+    for direction, sender, receiver, fields in entries:
+        ledger.record(direction=direction, round=0, phase="p", sender=sender,
+                      receiver=receiver, message_type="train.p", nbytes=10, fields=fields)
+    return ledger
+
+
+def test_ledger_persists_and_reloads(tmp_path):
+    _ledger(tmp_path, "swift", [("sent", "swift", "bank01", {"x": PayloadClass.KEYED_HASH})])
+    again = TranscriptLedger("swift", "run1", tmp_path / "swift.jsonl")
+    assert [e.fields for e in again.entries] == [{"x": "keyed_hash"}]
+    assert len(list(read_ledger(tmp_path / "swift.jsonl"))) == 1
+
+
+def test_privacy_checks_flag_each_kind_of_violation(tmp_path):
+    clean = _ledger(tmp_path, "swift", [
+        ("received", "bank01", "swift", {"status": PayloadClass.CIPHERTEXT}),
+        ("received", "coordinator", "swift", {"meta": PayloadClass.PUBLIC}),
+    ]).entries
+    assert not any(privacy_checks(clean).values())
+    leaky = _ledger(tmp_path, "swift2", [
+        ("received", "bank01", "swift", {"status": PayloadClass.PLAINTEXT}),
+    ]).entries
+    leaky = [e.__class__(**{**e.__dict__, "recorder": "swift"}) for e in leaky]
+    checks = privacy_checks(leaky)
+    assert checks["no_plaintext_crosses_a_boundary"]
+    assert checks["pns_receives_only_protected_bank_values"]
+    masked = _ledger(tmp_path, "coordinator", [
+        ("received", "bank01", "coordinator", {"table": PayloadClass.MASKED}),
+    ]).entries
+    assert privacy_checks(masked)["coordinator_receives_nothing_it_can_read"]
+    assert traffic(clean)["swift"]["received"] == 20
+
+
+def test_bin_edges_are_increasing_and_fine_in_the_tail():
+    scores = np.random.default_rng(0).random(100_000) ** 8
+    edges = score_bin_edges(scores, 10)
+    assert len(edges) == 10 and np.all(np.diff(edges) > 0)
+    bins = np.digitize(scores, edges)
+    assert (bins == 10).sum() < 50  # top bin holds about 0.01 % of rows
+
+
+def test_capped_rows_keeps_at_most_cap_rows_per_account():
+    rows = np.arange(10)
+    accounts = np.array(list("aaaaabbbcd"))
+    kept = capped_rows(rows, accounts, 2, np.random.default_rng(1))
+    assert sorted(np.unique(accounts[kept], return_counts=True)[1]) == [1, 1, 2, 2]
+
+
+def test_status_table_recovers_rates_from_exact_counts():
+    # 2 bins; rows: bin 0 all ok and negative; bin 1 status 1 ("missing") all positive.
+    bins = np.array([0] * 100 + [1] * 20)
+    labels = np.array([0] * 100 + [1] * 10 + [0] * 10)
+    noisy = np.zeros((2, 2, 1))
+    noisy[1, 1, 0] = 10  # the 10 positives in bin 1 are "missing"
+    table = StatusTable.from_noisy_counts(noisy, bins, labels, np.arange(120), n_bins=1)
+    assert table.table[1, 1] > 0.8 and table.table[1, 0] < 0.2
+    assert table.fallback[1] == pytest.approx(10 / 21, rel=1e-3)
+    offsets = table.status_offsets(np.array([1, 0]))
+    assert offsets.shape == (2, 1) and offsets[0, 0] > 0.6
+
+
+def test_config_round_trips_and_rejects_bad_values():
+    cfg = ProtocolConfig(epsilon=0.5, inference_epsilon=None)
+    assert ProtocolConfig.from_record(cfg.to_record()) == cfg
+    with pytest.raises(Pv4fadError, match="--epsilon"):
+        ProtocolConfig(epsilon=0)
