@@ -337,6 +337,9 @@ def _decrypt_rounded(keys: CKKSKeyPair, blob: bytes, what: str) -> np.ndarray:
 
 
 def _open_reply(keys: CKKSKeyPair, data: bytes, kind: str) -> tuple[dict[str, Any], list[bytes]]:
+    if not isinstance(keys, CKKSKeyPair):
+        raise CryptoError(f"{kind}: decryption needs the bank's CKKSKeyPair, got "
+                          f"{type(keys).__name__} (a public context cannot decrypt)")
     header, blobs = framing.unpack(data, kind)
     framing.expect(header, "param_id", keys.params.param_id, kind)
     framing.expect(header, "key_id", keys.key_id, kind)

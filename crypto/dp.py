@@ -1,0 +1,85 @@
+"""Differential-privacy noise: Gaussian, Skellam (integer) and randomized response.
+
+All randomness comes from `crypto.csprng.SecureRandom`. The distributed variants give each
+of n parties a share whose sum over the parties has exactly the target distribution:
+N(0, sigma^2/n) for the Gaussian, Skellam with variance/n for the Skellam (Skellam is closed
+under addition, which is why it suits integer secure aggregation). Every DP release must
+also be recorded with `crypto.accountant.PrivacyAccountant`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from crypto.csprng import SecureRandom
+from federation.errors import Pv4fadError
+from federation.transcript import PayloadClass
+
+PAYLOAD_CLASS = PayloadClass.DP_NOISED  # the class of anything released with this noise
+
+
+def _count(shape: int | tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return shape, int(np.prod(shape, dtype=np.int64))
+
+
+def _positive(value: float, name: str) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise Pv4fadError(f"DP noise: {name} must be a positive finite number, got {value}")
+
+
+def gaussian_noise(
+    shape: int | tuple[int, ...], sigma: float, rng: SecureRandom | None = None
+) -> np.ndarray:
+    """Draws from N(0, sigma^2), float64."""
+    _positive(sigma, "sigma")
+    shape, n = _count(shape)
+    return (rng or SecureRandom()).normal(n, sigma).reshape(shape)
+
+
+def gaussian_share(
+    shape: int | tuple[int, ...], sigma: float, n_parties: int, rng: SecureRandom | None = None
+) -> np.ndarray:
+    """One party's share of distributed Gaussian noise: N(0, sigma^2 / n_parties)."""
+    if n_parties < 1:
+        raise Pv4fadError(f"DP noise: n_parties must be >= 1, got {n_parties}")
+    return gaussian_noise(shape, sigma / math.sqrt(n_parties), rng)
+
+
+def skellam_noise(
+    shape: int | tuple[int, ...], variance: float, rng: SecureRandom | None = None
+) -> np.ndarray:
+    """Symmetric Skellam with the given variance: Poisson(v/2) - Poisson(v/2), int64."""
+    _positive(variance, "variance")
+    shape, n = _count(shape)
+    rng = rng or SecureRandom()
+    return (rng.poisson(n, variance / 2) - rng.poisson(n, variance / 2)).reshape(shape)
+
+
+def skellam_share(
+    shape: int | tuple[int, ...], variance: float, n_parties: int, rng: SecureRandom | None = None
+) -> np.ndarray:
+    """One party's share of distributed Skellam noise: Skellam with variance / n_parties."""
+    if n_parties < 1:
+        raise Pv4fadError(f"DP noise: n_parties must be >= 1, got {n_parties}")
+    return skellam_noise(shape, variance / n_parties, rng)
+
+
+def randomized_response(
+    bits: np.ndarray, epsilon: float, rng: SecureRandom | None = None
+) -> np.ndarray:
+    """Binary randomized response: keep each bit with probability e^eps / (1 + e^eps)."""
+    _positive(epsilon, "epsilon")
+    bits = np.asarray(bits)
+    if bits.dtype != np.bool_:
+        raise Pv4fadError(f"randomized_response: bits must be a bool array, got {bits.dtype}")
+    keep = 1.0 / (1.0 + math.exp(-epsilon))
+    flip = (rng or SecureRandom()).uniform(bits.size).reshape(bits.shape) >= keep
+    return bits ^ flip
+
+
+def rr_noise_parameter(epsilon: float) -> float:
+    """dp-accounting's `noise_parameter` p for binary RR at `epsilon` (p = 2 / (1 + e^eps))."""
+    return 2.0 / (1.0 + math.exp(epsilon))
