@@ -1,0 +1,25 @@
+"""Fairness post-processing: Hardt et al. (2016) equalized odds, and FairSISA for ensembles."""
+
+from llm_modules.fairness.equalized_odds import EqualizedOddsPostProcessor, FairnessError
+from llm_modules.fairness.fairsisa import FAIRSISA_METHODS, FairSISA
+from llm_modules.fairness.metrics import (
+    accuracy,
+    balanced_accuracy,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    fairness_report,
+    group_rates,
+)
+
+__all__ = [
+    "FAIRSISA_METHODS",
+    "EqualizedOddsPostProcessor",
+    "FairSISA",
+    "FairnessError",
+    "accuracy",
+    "balanced_accuracy",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "fairness_report",
+    "group_rates",
+]
