@@ -236,7 +236,7 @@ def grouped_sums(
     slots, plain_scale = params.slot_count, float(2**params.plain_scale_bits)
     n_enc = len(enc.categories)
     acc: list[list[Any]] = [[None] * n_enc for _ in range(n_groups)]
-    plain = seal.Plaintext()
+    plain, product = seal.Plaintext(), seal.Ciphertext()  # scratch objects, reused
     for k, start in enumerate(range(0, enc.n_rows, slots)):
         g_chunk, w_chunk = group[start : start + slots], w[start : start + slots]
         for g in np.unique(g_chunk):
@@ -244,11 +244,11 @@ def grouped_sums(
                 _padded(np.where(g_chunk == g, w_chunk, 0), slots), suite.data_parms_id,
                 plain_scale, plain)
             for c in range(n_enc):
-                product = seal.Ciphertext()
-                suite.evaluator.multiply_plain(cts[c][k], plain, product)
                 if acc[g][c] is None:
-                    acc[g][c] = product
+                    acc[g][c] = seal.Ciphertext()
+                    suite.evaluator.multiply_plain(cts[c][k], plain, acc[g][c])
                 else:
+                    suite.evaluator.multiply_plain(cts[c][k], plain, product)
                     suite.evaluator.add_inplace(acc[g][c], product)
     blobs, totals = _mask_all(ctx, acc, rng)
     group_totals = np.bincount(group, weights=w, minlength=n_groups).astype(np.int64)

@@ -43,7 +43,7 @@ class CKKSParams:
     encrypt_scale_bits: int = 60
     plain_scale_bits: int = 20
     mask_bits: int = 44
-    flood_bits: int = 50
+    flood_bits: int = 58
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
@@ -90,6 +90,12 @@ class CKKSParams:
             )
         if not 1 <= self.mask_bits <= MAX_MASK_BITS:
             raise CryptoError(f"CKKS parameters: mask_bits must be in [1, {MAX_MASK_BITS}]")
+        # The flood (about 2^(flood_bits + 8) per coefficient) must stay 2^20 below the
+        # product scale so that it moves no slot by more than about 2^-6.
+        if not 0 <= self.flood_bits <= self.encrypt_scale_bits + self.plain_scale_bits - 20:
+            raise CryptoError(
+                "CKKS parameters: flood_bits must be in [0, encrypt + plain scale bits - 20]"
+            )
         # Headroom: sign bit, up to 2^16 accumulated chunks times weights, rounding margin.
         needed = self.encrypt_scale_bits + self.plain_scale_bits + self.mask_bits + 20
         if needed > self.data_bits:
