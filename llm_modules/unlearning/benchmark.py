@@ -1,0 +1,148 @@
+"""The built-in TOFU-style benchmark: generated facts, a target model that memorised them and
+a retain-only model trained without the forget set, cached under the data directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from llm_modules.models import (
+    TinyModelConfig,
+    cache_dir,
+    save_causal_lm,
+    tiny_causal_lm,
+    word_level_tokenizer,
+)
+from llm_modules.unlearning.data import Fact, encode_facts, load_facts, save_facts
+from llm_modules.unlearning.facts import entity_facts, world_facts
+from llm_modules.unlearning.scoring import mean_answer_nll
+
+SPLITS = ("forget", "retain", "holdout", "world")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Size of the generated benchmark and of the from-scratch training."""
+
+    n_entities: int = 40
+    n_forget: int = 4  # entities (4 facts each); TOFU's forget10 is 10 %
+    n_holdout: int = 4
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    train_epochs: int = 150
+    train_lr: float = 3e-3
+    train_batch: int = 16
+    stop_nll: float = 0.02  # stop once the mean answer NLL on the training facts is below
+    seed: int = 0
+
+    def key(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class BenchmarkPaths:
+    root: Path
+
+    @property
+    def target(self) -> Path:
+        return self.root / "target"
+
+    @property
+    def retain_model(self) -> Path:
+        return self.root / "retain_model"
+
+    def split(self, name: str) -> Path:
+        return self.root / f"{name}.jsonl"
+
+    def load_splits(self) -> dict[str, list[Fact]]:
+        return {name: load_facts(self.split(name), role=name) for name in SPLITS}
+
+
+def generate_splits(config: BenchmarkConfig) -> dict[str, list[Fact]]:
+    """forget / holdout / retain entities (disjoint) and the shared world facts."""
+    entities = entity_facts(config.n_entities, config.seed)
+    cut = config.n_forget + config.n_holdout
+    return {
+        "forget": [f for e in entities[: config.n_forget] for f in e],
+        "holdout": [f for e in entities[config.n_forget : cut] for f in e],
+        "retain": [f for e in entities[cut:] for f in e],
+        "world": world_facts(config.seed),
+    }
+
+
+def train_lm(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    facts: Sequence[Fact],
+    config: BenchmarkConfig,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> PreTrainedModel:
+    """Fine-tune on question-answer pairs (loss on answers) until they are memorised."""
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train_lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=config.train_lr,
+        total_steps=config.train_epochs * -(-len(facts) // config.train_batch),
+    )
+    model.train()
+    for epoch in range(config.train_epochs):
+        order = torch.randperm(len(facts), generator=generator).tolist()
+        total = 0.0
+        for start in range(0, len(order), config.train_batch):
+            chunk = [facts[i] for i in order[start : start + config.train_batch]]
+            batch = encode_facts(tokenizer, chunk)
+            loss = mean_answer_nll(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(batch.input_ids)
+        mean = total / len(facts)
+        if on_epoch is not None:
+            on_epoch(epoch, mean)
+        if mean < config.stop_nll:
+            break
+    model.eval()
+    return model
+
+
+def build_benchmark(
+    config: BenchmarkConfig,
+    root: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BenchmarkPaths:
+    """Generate the splits and train both models, or reuse them from the cache."""
+    paths = BenchmarkPaths((root or cache_dir() / "unlearning-bench") / config.key())
+    if (paths.root / "meta.json").is_file():
+        return paths
+    splits = generate_splits(config)
+    texts = [
+        text
+        for facts in splits.values()
+        for f in facts
+        for text in (f.question, f.answer, f.paraphrased_answer, *f.perturbed_answers)
+    ]
+    tokenizer = word_level_tokenizer(texts)
+    for name, facts in splits.items():
+        save_facts(facts, paths.split(name))
+    for which, facts in (
+        ("target", splits["forget"] + splits["retain"] + splits["world"]),
+        ("retain_model", splits["retain"] + splits["world"]),
+    ):
+        model = tiny_causal_lm(config.model, tokenizer, seed=config.seed)
+
+        def report(epoch: int, loss: float, which: str = which) -> None:
+            if log is not None and (epoch % 25 == 0):
+                log(f"training {which}: epoch {epoch} answer NLL {loss:.3f}")
+
+        train_lm(model, tokenizer, facts, config, on_epoch=report)
+        save_causal_lm(model, tokenizer, paths.root / which)
+    (paths.root / "meta.json").write_text(json.dumps(asdict(config), indent=2, default=str))
+    return paths

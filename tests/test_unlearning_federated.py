@@ -1,0 +1,49 @@
+"""Federated SPUNGE (one Flower worker per attribute value) gives the local SPUNGE model."""
+
+from __future__ import annotations
+
+import torch
+
+from llm_modules.models import TinyModelConfig, load_causal_lm
+from llm_modules.unlearning.benchmark import BenchmarkConfig, build_benchmark
+from llm_modules.unlearning.spunge import spunge
+from llm_modules.unlearning.trainer import UnlearnConfig
+from server.unlearning import FederatedSpungeConfig, run_federated_spunge
+
+SMALL = BenchmarkConfig(
+    n_entities=9, n_forget=3, n_holdout=1, model=TinyModelConfig(width=32), train_epochs=40,
+    seed=2,
+)
+
+
+def test_federated_spunge_equals_local_spunge(tmp_path):
+    paths = build_benchmark(SMALL, tmp_path)
+    splits = paths.load_splits()
+    config = UnlearnConfig(method="npo", epochs=3, lr=5e-4, seed=3)
+    federated_config = FederatedSpungeConfig(str(paths.target), config, wagle_ratio=0.9)
+    federated, values = run_federated_spunge(
+        paths.target, splits["forget"], splits["retain"], "field", federated_config
+    )
+    assert values == ["arts", "commerce", "science"]
+
+    # Workers run single-threaded (one CPU each); so does the local run, for bit-equality.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local, tokenizer = load_causal_lm(paths.target)
+        start = {n: p.detach().clone() for n, p in local.named_parameters()}
+        spunge(local, tokenizer, splits["forget"], splits["retain"], config, "field", "ties",
+               mask_for=lambda worker, subset: _wagle(worker, tokenizer, subset, splits))
+    finally:
+        torch.set_num_threads(threads)
+    moved = False
+    for (name, mine), theirs in zip(local.named_parameters(), federated.parameters(), strict=True):
+        assert torch.equal(mine, theirs), name
+        moved |= not torch.equal(mine, start[name])
+    assert moved
+
+
+def _wagle(worker, tokenizer, subset, splits):
+    from llm_modules.unlearning.wagle import build_mask
+
+    return build_mask("wagle", worker, tokenizer, subset, splits["retain"], 0.9, seed=3)

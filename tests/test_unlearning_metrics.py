@@ -1,0 +1,92 @@
+"""Each TOFU / open-unlearning metric against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from llm_modules.unlearning import metrics as m
+
+
+def test_probability_is_mean_of_exp_minus_mean_nll():
+    assert m.probability([0.0, math.log(2.0)]) == pytest.approx(0.75)
+
+
+def test_rouge_l_recall_counts_the_longest_common_subsequence_over_the_reference():
+    assert m.rouge_l_recall("the cat sat", "the cat sat on the mat") == pytest.approx(0.5)
+    assert m.rouge_l_recall("the dog ran", "the cat sat") == pytest.approx(1 / 3)
+    # Stemming: "cats" matches "cat".
+    assert m.rouge_l_recall("cats", "cat") == pytest.approx(1.0)
+
+
+def test_truth_ratio_uses_the_geometric_mean_of_perturbed_probabilities():
+    ratios = m.truth_ratios([1.0], [[2.0, 4.0]])
+    # P_para = e^-1, P_pert = sqrt(e^-2 * e^-4) = e^-3, R = e^-2.
+    assert ratios[0] == pytest.approx(math.exp(-2.0))
+
+
+def test_truth_ratio_score_forget_and_other_sets():
+    assert m.truth_ratio_score([0.5, 2.0], forget=True) == pytest.approx(0.5)
+    assert m.truth_ratio_score([0.5, 2.0], forget=False) == pytest.approx(0.25)
+
+
+def test_forget_quality_is_the_ks_p_value():
+    assert m.forget_quality([0.1, 0.2, 0.3], [0.1, 0.2, 0.3]) == pytest.approx(1.0)
+    # Fully separated samples of 5 and 5: exact two-sided p = 2 / C(10, 5).
+    low, high = [0.1, 0.2, 0.3, 0.4, 0.5], [1.1, 1.2, 1.3, 1.4, 1.5]
+    assert m.forget_quality(low, high) == pytest.approx(2 / 252)
+
+
+def test_model_utility_is_a_harmonic_mean_and_zero_if_any_part_is_zero():
+    assert m.model_utility([1.0, 0.5]) == pytest.approx(2 / 3)
+    assert m.model_utility([0.9, 0.0, 0.8]) == 0.0
+
+
+def test_extraction_strength_finds_the_shortest_matching_suffix():
+    assert m.extraction_strength([9, 2, 3], [1, 2, 3]) == pytest.approx(2 / 3)
+    assert m.extraction_strength([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert m.extraction_strength([1, 2, 9], [1, 2, 3]) == pytest.approx(0.0)
+
+
+def test_min_k_score_averages_the_lowest_forty_percent():
+    assert m.min_k_score([-1.0, -2.0, -3.0, -4.0, -5.0]) == pytest.approx(-4.5)
+    assert m.min_k_score([-2.0]) == pytest.approx(-2.0)
+
+
+def test_mia_auc_and_privleak():
+    assert m.mia_auc([3.0, 4.0], [1.0, 2.0]) == pytest.approx(1.0)
+    assert m.mia_auc([1.0, 3.0], [2.0]) == pytest.approx(0.5)
+    assert m.privleak(0.75, 0.5) == pytest.approx(50.0)
+    assert m.privleak(0.5, 0.5) == pytest.approx(0.0)
+
+
+def _split(answer_nll: float, rouge: float, ratio: float, min_k: float) -> m.SplitScores:
+    # A paraphrase NLL of 0 and one perturbed NLL of -ln(ratio) give truth ratio `ratio`.
+    return m.SplitScores(
+        answer_nll=[answer_nll],
+        paraphrase_nll=[0.0],
+        perturbed_nll=[[-math.log(ratio)]],
+        rouge=[rouge],
+        extraction=[1.0],
+        min_k=[min_k],
+    )
+
+
+def test_report_combines_registered_metrics_by_their_needs():
+    scores = {
+        "forget": _split(0.0, 1.0, 0.5, -0.1),
+        "retain": _split(math.log(2.0), 1.0, 0.5, -0.2),
+        "world": _split(0.0, 0.5, 0.5, -0.3),
+        "holdout": _split(3.0, 0.2, 1.0, -3.0),
+    }
+    plain = m.report(scores)
+    assert "forget_quality" not in plain and "privleak" not in plain
+    assert plain["forget_truth_ratio"] == pytest.approx(0.5)
+    # Utility parts: retain (0.5, 1.0, 0.5), world (1.0, 0.5, 0.5).
+    assert plain["model_utility"] == pytest.approx(6 / (2 + 1 + 2 + 1 + 2 + 2))
+    assert plain["mia_auc"] == pytest.approx(1.0)
+    with_reference = m.report(scores, reference=scores)
+    assert with_reference["forget_quality"] == pytest.approx(1.0)
+    assert with_reference["privleak"] == pytest.approx(0.0)
+    assert set(m.REPORT_METRICS["privleak"].needs) == {"forget", "holdout", "reference"}
