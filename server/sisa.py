@@ -207,7 +207,8 @@ class SisaCoordinator:
         unknown = [i for i in wanted if i not in owner and i not in forgotten]
         if unknown:
             raise Pv4fadError(
-                f"ids {unknown[:20]} are not in any shard of the SISA run in {self.run_dir}"
+                f"ids {unknown[:20]} are not in any shard of the SISA run in {self.run_dir} "
+                f"(its shards hold {len(owner)} training ids; nothing was changed)"
             )
         todo = [i for i in wanted if i in owner]
         request = 1 + max([r["request"] for r in self._requests()] + [0])
