@@ -78,7 +78,7 @@ class EqualizedOddsPostProcessor:
                 if counts[g, :, label].sum() == 0:
                     kind = "positive" if label else "negative"
                     raise FairnessError(
-                        f"equalized-odds fit: group {name!r} has no {kind} labels, so its "
+                        f"equalized-odds fit: group {name.item()!r} has no {kind} labels, so its "
                         "TPR/FPR is undefined; merge it or add data"
                     )
         self.p_ = self._solve(counts)

@@ -1,0 +1,137 @@
+"""FairSISA and the equalized-odds LP: constraints met, optimality, fairlearn agreement,
+metrics, and input errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from fairlearn.metrics import demographic_parity_difference as fl_dpd
+from fairlearn.metrics import equalized_odds_difference as fl_eod
+
+from federation.cli import main
+from llm_modules.fairness import (
+    EqualizedOddsPostProcessor,
+    FairnessError,
+    FairSISA,
+    accuracy,
+    balanced_accuracy,
+    demographic_parity_difference,
+    equalized_odds_difference,
+)
+from llm_modules.fairness.fairlearn_check import FairlearnEqualizedOdds
+from llm_modules.fairness.fairsisa import majority_probability
+
+
+def _scored_data(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores that are informative but shifted for group 1, with different base rates."""
+    rng = np.random.default_rng(seed)
+    group = (rng.random(n) < 0.3).astype(int)
+    y = (rng.random(n) < 0.65 - 0.2 * group).astype(int)
+    # Two decimals: a hundred-odd score levels keep the LP small and the test fast.
+    score = np.round(np.clip(0.35 * y + 0.5 * rng.random(n) + 0.15 * group, 0, 1), 2)
+    return score, y, group
+
+
+def _votes(n: int = 3000, voters: int = 5, seed: int = 1) -> tuple[np.ndarray, ...]:
+    score, y, group = _scored_data(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    votes = (score[:, None] + 0.25 * rng.normal(size=(n, voters)) > 0.55).astype(int)
+    return votes, y, group
+
+
+@pytest.mark.parametrize("objective", ["accuracy", "balanced_accuracy"])
+def test_lp_meets_equalized_odds_and_matches_fairlearn(objective: str) -> None:
+    score, y, group = _scored_data()
+    lp = EqualizedOddsPostProcessor(objective=objective).fit(score, y, group)
+    decision = lp.predict_proba(score, group)
+    assert equalized_odds_difference(y, decision, group) < 1e-7
+    reference = FairlearnEqualizedOdds(objective).fit(score, y, group)
+    theirs = reference.predict_proba(score, group)
+    measure = accuracy if objective == "accuracy" else balanced_accuracy
+    # The LP is exact; fairlearn searches a 1,000-point grid, so it may trail slightly.
+    assert measure(y, decision) == pytest.approx(lp.fit_score_, abs=1e-9)
+    assert measure(y, decision) >= measure(y, theirs) - 1e-9
+    assert measure(y, decision) - measure(y, theirs) < 2e-3
+    assert measure(y, decision) > max(y.mean(), 1 - y.mean()) if objective == "accuracy" else 0.5
+
+
+def test_vote_count_is_never_worse_than_majority_on_fitting_data() -> None:
+    votes, y, group = _votes()
+    by_count = FairSISA("votes").fit(votes, y, group)
+    by_majority = FairSISA("aggregate").fit(votes, y, group)
+    for post in (by_count, by_majority):
+        assert equalized_odds_difference(y, post.predict_proba(votes, group), group) < 1e-7
+    assert by_count.post_[0].fit_score_ >= by_majority.post_[0].fit_score_ - 1e-12
+    # The unconstrained ensemble is unfair on this data, so post-processing has work to do.
+    assert equalized_odds_difference(y, (votes.sum(1) >= 3).astype(int), group) > 0.05
+
+
+def test_constituent_method_probability_matches_its_draws() -> None:
+    votes, y, group = _votes(n=400)
+    post = FairSISA("constituent").fit(votes, y, group)
+    expected = post.predict_proba(votes, group)
+    draws = np.mean([post.predict(votes, group, random_state=s) for s in range(400)], axis=0)
+    assert np.abs(draws - expected).max() < 0.15
+    assert abs(draws.mean() - expected.mean()) < 0.01
+
+
+def test_majority_probability_is_exact() -> None:
+    p = np.random.default_rng(4).random((7, 4))
+    brute = np.zeros(7)
+    for pattern in itertools.product((0, 1), repeat=4):
+        chosen = np.array(pattern)
+        weight = np.prod(np.where(chosen == 1, p, 1 - p), axis=1)
+        brute += weight * (2 * chosen.sum() > 4)
+    assert np.allclose(majority_probability(p), brute)
+
+
+def test_metrics_agree_with_fairlearn() -> None:
+    rng = np.random.default_rng(5)
+    y, decision, group = rng.integers(0, 2, 500), rng.integers(0, 2, 500), rng.integers(0, 3, 500)
+    assert equalized_odds_difference(y, decision, group) == pytest.approx(
+        fl_eod(y, decision, sensitive_features=group)
+    )
+    assert demographic_parity_difference(decision, group) == pytest.approx(
+        fl_dpd(y, decision, sensitive_features=group)
+    )
+    assert accuracy(np.array([1, 0, 1]), np.array([1.0, 0.5, 0.0])) == pytest.approx(0.5)
+
+
+def test_bad_inputs_give_clear_errors() -> None:
+    score, y, group = _scored_data(200)
+    with pytest.raises(FairnessError, match="group 7 has no positive labels"):
+        EqualizedOddsPostProcessor().fit(score, np.where(group == 1, 0, y), np.where(group, 7, 0))
+    with pytest.raises(FairnessError, match="equal length"):
+        EqualizedOddsPostProcessor().fit(score, y, group[:-1])
+    with pytest.raises(FairnessError, match="labels must be 0/1"):
+        EqualizedOddsPostProcessor().fit(score, y + 1, group)
+    fitted = EqualizedOddsPostProcessor().fit(score, y, group)
+    with pytest.raises(FairnessError, match=r"groups \[5\] were not seen"):
+        fitted.predict_proba(score[:3], np.array([0, 1, 5]))
+    with pytest.raises(FairnessError, match="method 'best'"):
+        FairSISA("best").fit(np.ones((4, 3)), y[:4], group[:4])
+    with pytest.raises(FairnessError, match="2-d array"):
+        FairSISA().fit(score, y, group)
+    with pytest.raises(FairnessError, match=r"in \[0, 1\]"):
+        FairSISA().fit(np.full((200, 3), 2.0), y, group)
+    votes, y, group = _votes(n=300)
+    with pytest.raises(FairnessError, match="fitted on 5 voters, got 4"):
+        FairSISA().fit(votes, y, group).predict(votes[:, :4], group)
+
+
+def test_fairness_command_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sisa", "fairness", "--shards", "3", "--slices", "2", "--seeds", "1", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    medians = result["medians"]
+    assert set(medians) >= {"single model", "FairSISA (c) vote count"}
+    for name in ("single + EO (LP)", "FairSISA (b) aggregate", "FairSISA (c) vote count"):
+        assert result["calibration_eod"][name] < 1e-6
+    check = result["runs"][0]["lp_vs_fairlearn"]
+    assert check["lp_on_calibration"] >= check["fairlearn_on_calibration"] - 1e-9
+    assert check["lp_on_calibration"] - check["fairlearn_on_calibration"] < 2e-3
+    assert main(["sisa", "fairness", "--sensitive", "height", "--seeds", "1"]) == 2
+    assert "no group 'height'" in capsys.readouterr().err

@@ -1,0 +1,150 @@
+"""SISA core without Flower: exact unlearning, retraining cost, queued deletions, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from federation.cli import main
+from federation.errors import ProtocolError, Pv4fadError
+from federation.sisa.data import load_dataset
+from federation.sisa.shard import ShardSpec, ShardStore
+from server.sisa import LocalTransport, SisaConfig, SisaCoordinator, make_plan
+from server.sisa_cli import parse_ids
+
+CONFIG = SisaConfig(dataset="german", shards=3, slices=4, clients=2, learner="sgd", epochs=3)
+
+
+def _test_rows() -> np.ndarray:
+    data = load_dataset("german")
+    return data.features[data.split(CONFIG.split_seed)["test"]]
+
+
+def _coordinator(root: Path, down: tuple[str, ...] = ()) -> SisaCoordinator:
+    return SisaCoordinator(root, LocalTransport(root, CONFIG.clients, down))
+
+
+def _checkpoint_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("ckpt_*.pkl"))}
+
+
+@pytest.mark.parametrize("learner", ["sgd", "mlp", "logreg", "forest"])
+def test_shard_forget_equals_training_without_the_ids(tmp_path: Path, learner: str) -> None:
+    data = load_dataset("german")
+    slices = [list(map(int, s)) for s in np.array_split(np.arange(120), 4)]
+    gone = [slices[1][5], slices[3][0]]
+    spec = ShardSpec("german", learner, 3, 11, 0)
+    store = ShardStore(tmp_path / "a", 0)
+    trained = store.train(spec, slices)
+    update = store.forget(gone)
+    reference = ShardStore(tmp_path / "b", 0)
+    reference.train(spec, [[i for i in s if i not in gone] for s in slices])
+    rows = data.features[500:700]
+    assert np.array_equal(store.predict_proba(rows), reference.predict_proba(rows))
+    assert update.first_slice == 2 and update.forgotten == sorted(gone)
+    assert 0 < update.samples < trained.samples
+    # Asking again is harmless: nothing left to forget, nothing retrained.
+    assert store.forget(gone).samples == 0
+    with pytest.raises(Pv4fadError, match="does not hold ids"):
+        store.forget([999])
+
+
+def test_tiny_transformer_shard_forget_is_exact(tmp_path: Path) -> None:
+    data = load_dataset("text")
+    slices = [list(range(0, 24)), list(range(24, 48))]
+    spec = ShardSpec("text", "tiny-bert", 1, 3, 0)
+    store = ShardStore(tmp_path / "a", 0)
+    store.train(spec, slices)
+    update = store.forget([30])
+    reference = ShardStore(tmp_path / "b", 0)
+    reference.train(spec, [slices[0], [i for i in slices[1] if i != 30]])
+    rows = data.features[100:140]
+    assert update.first_slice == 2
+    assert np.array_equal(store.predict_proba(rows), reference.predict_proba(rows))
+
+
+def test_coordinator_forget_matches_scratch_and_touches_one_shard(tmp_path: Path) -> None:
+    coordinator = _coordinator(tmp_path / "run")
+    coordinator.train(CONFIG)
+    before = _checkpoint_bytes(tmp_path / "run")
+    ids = coordinator.registry["shard_ids"]["1"][:2]
+    report = coordinator.forget(ids)
+    after = _checkpoint_bytes(tmp_path / "run")
+    changed = {path.split("/")[2] for path in before if before[path] != after[path]}
+    assert changed == {"shard_1"}
+    assert [a["shard"] for a in report["applied"]] == [1] and report["queued"] == []
+    assert 0 < report["samples"] < report["full_retrain_samples"]
+
+    reference = _coordinator(tmp_path / "ref")
+    reference.train(CONFIG, exclude=ids)
+    ours, theirs = coordinator.predict(_test_rows()), reference.predict(_test_rows())
+    assert np.array_equal(ours.proba, theirs.proba)
+    assert np.array_equal(ours.majority, theirs.majority)
+    again = coordinator.forget(ids)
+    assert again["already_forgotten"] == sorted(ids) and again["samples"] == 0
+
+
+def test_request_for_a_down_host_is_queued_then_applied(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _coordinator(run).train(CONFIG)
+    down = _coordinator(run, down=("client01",))
+    ids = down.registry["shard_ids"]["1"][:1] + down.registry["shard_ids"]["0"][:1]
+    report = down.forget(ids)
+    assert [a["shard"] for a in report["applied"]] == [0]
+    assert [(q["shard"], q["client"], q["ids"]) for q in report["queued"]] == [
+        (1, "client01", ids[:1])
+    ]
+    # The queue is on disk: a fresh coordinator (after a restart) still sees it.
+    assert _coordinator(run, down=("client01",)).pending == report["queued"]
+    assert 1 not in down.predict(_test_rows()).shards  # it still holds the id
+    back = _coordinator(run)
+    applied = back.flush_pending()
+    assert [(a["shard"], a["request"]) for a in applied] == [(1, report["request"])]
+    assert back.pending == []
+    events = [json.loads(line)["event"] for line in (run / "coordinator/requests.jsonl").open()]
+    assert events == ["trained", "received", "applied", "queued", "applied"]
+    reference = _coordinator(tmp_path / "ref")
+    reference.train(CONFIG, exclude=ids)
+    assert np.array_equal(back.predict(_test_rows()).proba, reference.predict(_test_rows()).proba)
+
+
+def test_unknown_ids_are_rejected_before_anything_changes(tmp_path: Path) -> None:
+    coordinator = _coordinator(tmp_path)
+    coordinator.train(CONFIG)
+    held = coordinator.registry["shard_ids"]["0"][0]
+    with pytest.raises(Pv4fadError, match=r"ids \[99999\] are not in any shard"):
+        coordinator.forget([held, 99999])
+    assert coordinator.registry["forgotten"] == [] and coordinator.pending == []
+
+
+def test_training_needs_every_host_and_valid_settings(tmp_path: Path) -> None:
+    with pytest.raises(ProtocolError, match="client01"):
+        _coordinator(tmp_path, down=("client01",)).train(CONFIG)
+    with pytest.raises(Pv4fadError, match="shards must be at least 1"):
+        SisaConfig(shards=0).validate()
+    with pytest.raises(Pv4fadError, match="cannot fill"):
+        make_plan(np.arange(10), 5, 4, 0)
+
+
+def test_plan_is_disjoint_and_covers_the_training_ids() -> None:
+    plan = make_plan(np.arange(100), 5, 4, seed=3)
+    flat = [i for shard in plan for sl in shard for i in sl]
+    assert sorted(flat) == list(range(100))
+    assert plan == make_plan(np.arange(100), 5, 4, seed=3)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(Pv4fadError, match="'x' is not"):
+        parse_ids("1,x")
+    assert main(["sisa", "forget", "--run", str(tmp_path), "--ids", "1", "--in-process"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pv4fad: error: no SISA run") and "\n" not in err
+    assert main(["sisa", "train", "--run", str(tmp_path), "--in-process", "--json",
+                 "--shards", "3", "--slices", "2", "--epochs", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["evaluation"]["accuracy_majority"] > 0.6
+    assert main(["sisa", "forget", "--run", str(tmp_path), "--ids", "99999", "--in-process"]) == 2
+    assert "not in any shard" in capsys.readouterr().err
