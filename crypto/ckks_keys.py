@@ -36,6 +36,7 @@ class CKKSParams:
     lives at scale 2^(encrypt+plain), and slot masks are integers below 2^mask_bits.
     flood_bits: log2 of the constant that multiplies a fresh encryption of zero added to
     every result, which floods the decryption noise that the key owner could analyse.
+    Results are rescaled by the last data prime after masking (smaller replies).
     """
 
     poly_modulus_degree: int = 8192
@@ -96,6 +97,9 @@ class CKKSParams:
             raise CryptoError(
                 "CKKS parameters: flood_bits must be in [0, encrypt + plain scale bits - 20]"
             )
+        # Replies are rescaled by the last data prime once masked; keep 2^16 of scale after it.
+        if self.encrypt_scale_bits + self.plain_scale_bits - self.coeff_mod_bit_sizes[-2] < 16:
+            raise CryptoError("CKKS parameters: product scale too small to rescale replies")
         # Headroom: sign bit, up to 2^16 accumulated chunks times weights, rounding margin.
         needed = self.encrypt_scale_bits + self.plain_scale_bits + self.mask_bits + 20
         if needed > self.data_bits:

@@ -55,14 +55,22 @@ class SecureRandom:
         return special.ndtri(self.uniform(n)) * sigma
 
     def poisson(self, n: int, lam: float) -> np.ndarray:
-        """`n` draws from Poisson(lam) by inverting its CDF (exact up to float rounding)."""
-        if lam < 0:
-            raise ValueError(f"Poisson rate must be >= 0, got {lam}")
+        """`n` draws from Poisson(lam) by inverting its CDF (exact up to float rounding).
+
+        Start from a normal approximation of the quantile, then step to the smallest k with
+        P(X <= k) >= u; each step is a vectorized CDF evaluation over the unsettled draws.
+        """
+        if not (lam >= 0 and np.isfinite(lam)):
+            raise ValueError(f"Poisson rate must be a finite number >= 0, got {lam}")
         if lam == 0:
             return np.zeros(n, dtype=np.int64)
         u = self.uniform(n)
-        # pdtrik(u, lam) solves the continuous Poisson CDF; ceil gives the smallest k with
-        # P(X <= k) >= u, and one correction step absorbs float error at the boundary.
-        k = np.ceil(special.pdtrik(u, lam)).clip(min=0)
-        k = np.where(special.pdtr(k - 1, lam) >= u, k - 1, k).clip(min=0)
+        k = np.floor(lam + np.sqrt(lam) * special.ndtri(u) + (special.ndtri(u) ** 2 - 1) / 6)
+        k = k.clip(min=0)
+        for _ in range(10_000):
+            low = special.pdtr(k, lam) < u  # quantile is above k
+            high = (k > 0) & (special.pdtr(k - 1, lam) >= u)  # quantile is below k
+            if not (low.any() or high.any()):
+                break
+            k = k + low - high
         return k.astype(np.int64)

@@ -84,6 +84,15 @@ def test_poisson_sampler_ks_large_rate() -> None:
     assert stats.kstest(draws, stats.norm(5000, math.sqrt(5000)).cdf).pvalue > ALPHA
 
 
+def test_poisson_sampler_small_rate_chi_square() -> None:
+    lam = 0.7
+    draws = SecureRandom().poisson(N, lam)
+    probs = stats.poisson.pmf(np.arange(5), lam)
+    probs = np.append(probs, 1 - probs.sum())
+    observed = np.bincount(np.minimum(draws, 5), minlength=6)
+    assert stats.chisquare(observed[:5], probs[:5] * N, sum_check=False).pvalue > ALPHA
+
+
 def test_randomized_response_flip_rate() -> None:
     eps = 1.0
     bits = np.zeros(N, dtype=bool)
