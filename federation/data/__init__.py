@@ -1,0 +1,1 @@
+"""Challenge-format data: schema, validated loader and synthetic generator."""

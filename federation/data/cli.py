@@ -1,0 +1,81 @@
+"""`pv4fad data generate | validate` and `pv4fad baseline`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from federation.cli import emit, progress
+from federation.data import loader, schema
+from federation.data.generate import SCALES, generate
+
+
+def register(subparsers: Any) -> None:
+    data = subparsers.add_parser("data", help="generate or validate challenge-format data")
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    gen = actions.add_parser("generate", help="write a synthetic data set in the challenge layout")
+    gen.add_argument("--out", required=True, type=Path, help="new or empty directory")
+    gen.add_argument("--scale", choices=sorted(SCALES), default="default")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+    gen.set_defaults(func=_generate)
+
+    val = actions.add_parser("validate", help="check a data set against the challenge format")
+    val.add_argument("--data", required=True, type=Path, help="data root (with scenarios.txt)")
+    val.add_argument("--scenario", help="only this scenario (default: all, plus centralized)")
+    val.add_argument("--json", action="store_true", help="print one JSON object")
+    val.set_defaults(func=_validate)
+
+    base = subparsers.add_parser("baseline", help="plaintext baselines: ceiling, floor, boosting")
+    base.add_argument("--data", type=Path, help="data root (default: the embedded default data)")
+    base.add_argument("--scenario", default="scenario01", help="scenario name (default scenario01)")
+    base.add_argument("--seed", type=int, default=0, help="model seed")
+    base.add_argument("--json", action="store_true", help="print one JSON object")
+    base.set_defaults(func=_baseline)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    progress(f"generating {args.scale} data (seed {args.seed}) into {args.out}")
+    started = time.perf_counter()
+    out = generate(args.out, args.scale, args.seed)
+    seconds = time.perf_counter() - started
+    result = {"out": str(out), "scale": args.scale, "seed": args.seed, "seconds": round(seconds, 2)}
+    emit(result, args.json, f"wrote {args.scale} data set to {out} in {seconds:.1f} s")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Read every file of the selected scenarios (and the centralized layout) once."""
+    scenarios = [args.scenario] if args.scenario else loader.list_scenarios(args.data)
+    summary: dict[str, Any] = {}
+    for scenario in scenarios:
+        for stage in schema.STAGES:
+            progress(f"validating {scenario}/{stage}")
+            parts = loader.partitions(args.data, scenario, stage)
+            tx = loader.load_transactions(args.data, scenario, stage)
+            banks = {
+                cid: len(loader.load_bank_client(args.data, scenario, stage, cid))
+                for cid in parts
+                if cid != schema.PNS_CLIENT_ID
+            }
+            summary[f"{scenario}/{stage}"] = {"transactions": len(tx), "bank_accounts": banks}
+    if not args.scenario and (Path(args.data) / schema.CENTRALIZED_DIR).is_dir():
+        for stage in schema.STAGES:
+            progress(f"validating centralized/{stage}")
+            tx, accounts = loader.load_centralized(args.data, stage)
+            summary[f"centralized/{stage}"] = {"transactions": len(tx), "accounts": len(accounts)}
+    emit({"valid": True, "checked": summary}, args.json, f"valid: {', '.join(summary)}")
+    return 0
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from federation.baselines import format_results, run_baselines
+    from federation.data.generate import default_data_dir
+
+    root = args.data if args.data is not None else default_data_dir()
+    result = run_baselines(root, args.scenario, seed=args.seed)
+    emit(result, args.json, format_results(result))
+    return 0
