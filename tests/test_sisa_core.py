@@ -148,3 +148,17 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert result["evaluation"]["accuracy_majority"] > 0.6
     assert main(["sisa", "forget", "--run", str(tmp_path), "--ids", "99999", "--in-process"]) == 2
     assert "not in any shard" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_minilm_shard_forget_is_exact(tmp_path: Path) -> None:
+    data = load_dataset("text")
+    slices = [list(range(0, 16)), list(range(16, 32))]
+    spec = ShardSpec("text", "minilm", 1, 5, 0)
+    store = ShardStore(tmp_path / "a", 0)
+    store.train(spec, slices)
+    store.forget([20])
+    reference = ShardStore(tmp_path / "b", 0)
+    reference.train(spec, [slices[0], [i for i in slices[1] if i != 20]])
+    rows = data.features[100:120]
+    assert np.array_equal(store.predict_proba(rows), reference.predict_proba(rows))

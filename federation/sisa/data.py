@@ -99,7 +99,7 @@ def load_text(n: int = 600, seed: int = 7, max_length: int = 24) -> SisaDataset:
     writers, whose labels are noisier (so a classifier tends to treat the groups unequally)."""
     texts, labels, style = generate_text_messages(n, seed)
     tokens = tokenize(texts, max_length)
-    return SisaDataset("text", np.arange(n), tokens, labels, {"style": style, "sex": style})
+    return SisaDataset("text", np.arange(n), tokens, labels, {"style": style})
 
 
 _ISSUES = {

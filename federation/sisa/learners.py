@@ -83,7 +83,9 @@ class SklearnLearner:
 def make_learner(name: str, epochs: int = 5) -> SliceLearner:
     """The learner called `name` (one of LEARNERS)."""
     factories: dict[str, Callable[[int], ClassifierMixin]] = {
-        "sgd": lambda rs: SGDClassifier(loss="log_loss", alpha=1e-3, random_state=rs),
+        "sgd": lambda rs: SGDClassifier(
+            loss="log_loss", alpha=1e-3, average=True, random_state=rs
+        ),
         "mlp": lambda rs: MLPClassifier(
             hidden_layer_sizes=(16,), learning_rate_init=0.01, random_state=rs
         ),
