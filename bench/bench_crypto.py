@@ -106,10 +106,11 @@ def _product_time(ctx, opened: EncryptedColumns, reps: int) -> float:
 
 
 def bench_precision() -> list[str]:
-    """Worst slot error, and the size of the noise term the flood must hide (slot units)."""
-    lines = ["Precision (one run, 40 chunks, 3 groups):", ""]
+    """Worst distance of a decrypted slot from its integer, with and without the flood."""
+    lines = ["Precision (one run, 40 chunks, 3 groups; the rescale of replies dominates "
+             "the error):", ""]
     for label, params in [("default", CKKSParams()),
-                          ("no flood, 1-bit masks", CKKSParams(flood_bits=0, mask_bits=1))]:
+                          ("flood off, 1-bit masks", CKKSParams(flood_bits=0, mask_bits=1))]:
         keys = CKKSKeyPair.generate(params)
         rng = np.random.default_rng(1)
         n = params.slot_count * 40

@@ -19,6 +19,7 @@ from federation.errors import Pv4fadError
 # Modules that each add one command (or group) to the parser.
 COMMAND_MODULES: tuple[str, ...] = (
     "federation.data.cli",
+    "crypto.cli",
     "server.sisa_cli",
     "federation.simulate",
     "federation.audit",

@@ -173,3 +173,30 @@ def test_accountant_errors() -> None:
     with pytest.raises(Pv4fadError, match="delta"):
         acc.epsilon(0.0)
     assert acc.epsilon(1e-5) == 0.0
+
+
+def _run_cli(argv: list[str]) -> int:
+    """Parse with this package's commands only (the full CLI imports every module)."""
+    import argparse
+
+    from crypto.cli import register
+
+    parser = argparse.ArgumentParser(prog="pv4fad")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def test_cli_calibrate_and_params(capsys) -> None:
+    import json
+
+    assert _run_cli(["crypto", "calibrate", "--epsilon", "1", "--delta", "1e-5",
+                     "--compositions", "10", "--parties", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["stddev"] == pytest.approx(calibrate_gaussian_sigma(1.0, 1e-5, 1.0, 10))
+    assert out["variance_per_party"] == pytest.approx(out["variance"] / 4)
+    assert _run_cli(["crypto", "params", "--json"]) == 0
+    params = json.loads(capsys.readouterr().out)
+    assert params["coeff_modulus_bits"] <= params["max_bits_128_bit_ternary"]
+    with pytest.raises(Pv4fadError, match="epsilon > 0"):
+        _run_cli(["crypto", "calibrate", "--epsilon", "-1", "--json"])
