@@ -21,7 +21,6 @@ import dp_accounting
 import numpy as np
 from dp_accounting.rdp import rdp_privacy_accountant as rdp_lib
 
-from crypto.dp import rr_noise_parameter
 from federation.errors import Pv4fadError
 from federation.transcript import TranscriptLedger
 
@@ -38,6 +37,7 @@ class Release:
     sensitivity: L2 sensitivity (gaussian, skellam); 1 for randomized response.
     l1_sensitivity: Skellam only; defaults to sensitivity^2 (integer-valued queries).
     count: how many identical releases this entry stands for.
+    buckets: randomized response only: the number of categories (k-ary RR).
     """
 
     mechanism: str
@@ -48,6 +48,7 @@ class Release:
     data_subject: str = ALL_SUBJECTS
     count: int = 1
     l1_sensitivity: float | None = None
+    buckets: int = 2
     phase: str = "dp"
     round: int = 0
 
@@ -67,7 +68,11 @@ def _dp_event(release: Release) -> dp_accounting.DpEvent:
     if release.mechanism == "gaussian":
         event = dp_accounting.GaussianDpEvent(release.noise_scale / release.sensitivity)
     else:
-        event = dp_accounting.RandomizedResponseDpEvent(rr_noise_parameter(release.noise_scale), 2)
+        # dp-accounting's RR: with probability p report a uniform bucket (the true one too),
+        # so k-ary RR at epsilon has p = k / (e^eps + k - 1); for k = 2 that is 2 / (1 + e^eps).
+        k = release.buckets
+        p = k / (math.exp(release.noise_scale) + k - 1)
+        event = dp_accounting.RandomizedResponseDpEvent(p, k)
     return dp_accounting.SelfComposedDpEvent(event, release.count)
 
 

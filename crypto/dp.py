@@ -80,6 +80,29 @@ def randomized_response(
     return bits ^ flip
 
 
+def categorical_randomized_response(
+    values: np.ndarray, n_categories: int, epsilon: float, rng: SecureRandom | None = None
+) -> np.ndarray:
+    """k-ary randomized response: keep each value with probability e^eps / (e^eps + k - 1),
+    else report one of the other k - 1 categories uniformly (epsilon-DP per value)."""
+    _positive(epsilon, "epsilon")
+    values = np.asarray(values)
+    if n_categories < 2 or values.size and (values.min() < 0 or values.max() >= n_categories):
+        raise Pv4fadError(f"randomized_response: values must lie in [0, {n_categories})")
+    rng = rng or SecureRandom()
+    keep = rr_keep_probability(epsilon, n_categories)
+    flip = rng.uniform(values.size).reshape(values.shape) >= keep
+    # A uniform draw among the other k - 1 categories: shift by 1 .. k - 1 modulo k.
+    shift = 1 + np.minimum((rng.uniform(values.size) * (n_categories - 1)).astype(np.int64),
+                           n_categories - 2).reshape(values.shape)
+    return np.where(flip, (values + shift) % n_categories, values).astype(values.dtype)
+
+
+def rr_keep_probability(epsilon: float, n_categories: int) -> float:
+    """Probability that k-ary randomized response reports the true category."""
+    return math.exp(epsilon) / (math.exp(epsilon) + n_categories - 1)
+
+
 def rr_noise_parameter(epsilon: float) -> float:
     """dp-accounting's `noise_parameter` p for binary RR at `epsilon` (p = 2 / (1 + e^eps))."""
     return 2.0 / (1.0 + math.exp(epsilon))
