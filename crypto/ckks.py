@@ -1,7 +1,10 @@
 """CKKS packing and the PNS's masked ciphertext-plaintext computations.
 
 Flow: the bank encrypts each row's one-hot status column by column (`encrypt_onehot`),
-slot i of chunk k holding row k * slot_count + i. The PNS, holding only the public
+two rows per slot: slot i of chunk k holds row k * 2S + i in its real part and row
+k * 2S + S + i in its imaginary part (S = slot_count), which halves ciphertexts, bytes and
+the PNS's work. A plaintext a - i b multiplies the pair (x + i y) into real part
+a x + b y, so one product serves both rows. The PNS, holding only the public
 context, computes slot-wise ciphertext-plaintext products accumulated over chunks (no
 rotations), floods the noise and adds a fresh uniform integer mask to every slot
 (`grouped_sums`, `rowwise_scores`). The bank decrypts, rounds every slot to an integer and
@@ -25,6 +28,8 @@ from crypto.ckks_keys import CKKSKeyPair, CKKSParams, PublicContext, _Suite
 from crypto.csprng import SecureRandom
 from federation.errors import CryptoError
 from federation.transcript import PayloadClass
+
+PACKING = "complex-2"  # two rows per slot (real and imaginary part)
 
 __all__ = [
     "CKKSKeyPair",
@@ -60,7 +65,7 @@ class EncryptedColumns:
 
     @property
     def n_chunks(self) -> int:
-        return -(-self.n_rows // self.params.slot_count)
+        return -(-self.n_rows // (2 * self.params.slot_count))
 
     def to_bytes(self) -> bytes:
         header = {
@@ -68,6 +73,7 @@ class EncryptedColumns:
             "key_id": self.key_id,
             "n_rows": self.n_rows,
             "n_categories": self.n_categories,
+            "packing": PACKING,
         }
         return framing.pack("ckks-onehot", header, [b for col in self.blobs for b in col])
 
@@ -78,6 +84,7 @@ class EncryptedColumns:
         header, blobs = framing.unpack(data, kind)
         framing.expect(header, "param_id", public_context.params.param_id, kind)
         framing.expect(header, "key_id", public_context.key_id, kind)
+        framing.expect(header, "packing", PACKING, kind)
         n_rows, n_cat = int(header.get("n_rows", -1)), int(header.get("n_categories", -1))
         if n_rows < 1 or n_cat < 2:
             raise CryptoError(f"{kind}: bad shape n_rows={n_rows}, n_categories={n_cat}")
@@ -142,10 +149,18 @@ def _load_ct(suite: _Suite, blob: bytes, what: str) -> Any:
     return ct
 
 
-def _padded(values: np.ndarray, slots: int) -> list[float]:
-    out = np.zeros(slots, dtype=np.float64)
-    out[: len(values)] = values
+def _packed(real: np.ndarray, imag: np.ndarray, slots: int) -> list[complex]:
+    """Slot values real + i * imag, zero-padded to `slots`."""
+    out = np.zeros(slots, dtype=np.complex128)
+    out.real[: len(real)] = real
+    out.imag[: len(imag)] = imag
     return out.tolist()
+
+
+def _halves(values: np.ndarray, chunk: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of `chunk` that sit in the real and in the imaginary parts of its slots."""
+    start = chunk * 2 * slots
+    return values[start : start + slots], values[start + slots : start + 2 * slots]
 
 
 def encrypt_onehot(keys: CKKSKeyPair, status: np.ndarray, n_categories: int) -> EncryptedColumns:
@@ -169,9 +184,9 @@ def encrypt_onehot(keys: CKKSKeyPair, status: np.ndarray, n_categories: int) -> 
     plain = seal.Plaintext()
     for category in enc.categories:
         column = []
-        for start in range(0, status.size, slots):
-            indicator = (status[start : start + slots] == category).astype(np.float64)
-            suite.encoder.encode(_padded(indicator, slots), scale, plain)
+        indicator = (status == category).astype(np.float64)
+        for k in range(enc.n_chunks):
+            suite.encoder.encode(_packed(*_halves(indicator, k, slots), slots), scale, plain)
             column.append(_sealio.dump(keys.encryptor.encrypt_symmetric(plain)))
         enc.blobs.append(column)
     return enc
@@ -206,9 +221,13 @@ def _mask(ctx: PublicContext, acc: Any, rng: SecureRandom) -> tuple[bytes, np.nd
     suite.evaluator.multiply_plain_inplace(flood, const)
     flood.scale = acc.scale
     suite.evaluator.add_inplace(acc, flood)
+    # Both parts are masked; only the real part carries the result, the imaginary part a
+    # by-product of the packing that must not be seen either.
     mask = rng.bits(params.slot_count, params.mask_bits).astype(np.int64)
+    imag_mask = rng.bits(params.slot_count, params.mask_bits).astype(np.float64)
     mask_plain = seal.Plaintext()
-    suite.encoder.encode(mask.astype(np.float64).tolist(), acc.parms_id(), acc.scale, mask_plain)
+    suite.encoder.encode(_packed(mask.astype(np.float64), imag_mask, params.slot_count),
+                         acc.parms_id(), acc.scale, mask_plain)
     suite.evaluator.add_plain_inplace(acc, mask_plain)
     # Dropping one prime after masking cuts the reply by a third; what it rounds away is a
     # function of the already masked and flooded ciphertext, so it reveals nothing more.
@@ -240,12 +259,11 @@ def grouped_sums(
     n_enc = len(enc.categories)
     acc: list[list[Any]] = [[None] * n_enc for _ in range(n_groups)]
     plain, product = seal.Plaintext(), seal.Ciphertext()  # scratch objects, reused
-    for k, start in enumerate(range(0, enc.n_rows, slots)):
-        g_chunk, w_chunk = group[start : start + slots], w[start : start + slots]
-        for g in np.unique(g_chunk):
-            suite.encoder.encode(
-                _padded(np.where(g_chunk == g, w_chunk, 0), slots), suite.data_parms_id,
-                plain_scale, plain)
+    for k in range(enc.n_chunks):
+        (g_re, g_im), (w_re, w_im) = _halves(group, k, slots), _halves(w, k, slots)
+        for g in np.union1d(g_re, g_im):
+            values = _packed(np.where(g_re == g, w_re, 0), -np.where(g_im == g, w_im, 0), slots)
+            suite.encoder.encode(values, suite.data_parms_id, plain_scale, plain)
             for c in range(n_enc):
                 if acc[g][c] is None:
                     acc[g][c] = seal.Ciphertext()
@@ -301,16 +319,19 @@ def rowwise_scores(
     suite, params = ctx.suite, ctx.params
     slots, plain_scale = params.slot_count, float(2**params.plain_scale_bits)
     offsets = np.empty(enc.n_rows, np.int64)
-    blobs, plain = [], seal.Plaintext()
-    for k, start in enumerate(range(0, enc.n_rows, slots)):
+    blobs, plain, zero = [], seal.Plaintext(), np.zeros(0)
+    # One reply per block of `slots` rows: block j is the real (j even) or imaginary (j odd)
+    # half of chunk j // 2; multiplying by -i * d moves the imaginary half's value to real.
+    for j, start in enumerate(range(0, enc.n_rows, slots)):
         rows = fixed[start : start + slots]
         acc = None
         for c, category in enumerate(enc.categories):
             # indicator_0 = 1 - sum of the others, so category c contributes w_c - w_0.
-            suite.encoder.encode(_padded(rows[:, category] - rows[:, 0], slots),
-                                 suite.data_parms_id, plain_scale, plain)
+            delta = rows[:, category] - rows[:, 0]
+            values = _packed(delta, zero, slots) if j % 2 == 0 else _packed(zero, -delta, slots)
+            suite.encoder.encode(values, suite.data_parms_id, plain_scale, plain)
             product = seal.Ciphertext()
-            suite.evaluator.multiply_plain(cts[c][k], plain, product)
+            suite.evaluator.multiply_plain(cts[c][j // 2], plain, product)
             if acc is None:
                 acc = product
             else:
@@ -330,13 +351,13 @@ def _decrypt_rounded(keys: CKKSKeyPair, blob: bytes, what: str) -> np.ndarray:
     plain = seal.Plaintext()
     try:
         keys.decryptor.decrypt(ct, plain)
-        values = np.asarray(keys.suite.encoder.decode_double(plain))
+        values = np.asarray(keys.suite.encoder.decode_complex(plain))
     except Exception as exc:  # SEAL refuses inconsistent ciphertexts here
         raise CryptoError(f"{what}: decryption failed ({exc})") from exc
     limit = 2.0 ** (keys.params.mask_bits + 8)
     if not np.all(np.isfinite(values)) or np.abs(values).max() > limit:
         raise CryptoError(f"{what}: decrypts to values outside the mask range (wrong key?)")
-    return np.round(values).astype(np.int64)
+    return np.round(values.real).astype(np.int64)
 
 
 def _open_reply(keys: CKKSKeyPair, data: bytes, kind: str) -> tuple[dict[str, Any], list[bytes]]:

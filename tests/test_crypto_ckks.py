@@ -21,7 +21,7 @@ from crypto.ckks import (
 from federation.errors import CryptoError
 from federation.transcript import PayloadClass
 
-N_ROWS, N_CAT, N_GROUPS = 9000, 4, 7  # 3 chunks of 4096 slots, the last one partial
+N_ROWS, N_CAT, N_GROUPS = 12500, 4, 7  # 2 chunks of 2 x 4096 rows; the last ends mid-imaginary
 
 
 @pytest.fixture(scope="module")
