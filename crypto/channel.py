@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from federation.errors import CryptoError
 from federation.transcript import PayloadClass
 
+SEALED_PAYLOAD_CLASS = PayloadClass.CIPHERTEXT  # what the coordinator relays
 _VERSION = 1
 _NONCE = 12
 _CHANNEL_INFO = b"pv4fad e2e channel v1"

@@ -253,6 +253,9 @@ def grouped_sums(
         raise CryptoError(f"grouped_sums: group ids must lie in [0, {n_groups})")
     w = np.ones(enc.n_rows, np.int64) if weights is None else _integer_array(
         weights, (enc.n_rows,), "grouped_sums: weights")
+    if np.abs(w).max() * enc.n_chunks >= 2 ** (ctx.params.mask_bits - 8):
+        raise CryptoError("grouped_sums: weights too large for the mask range (|w| x chunks "
+                          f"must stay below 2^{ctx.params.mask_bits - 8})")
     rng = rng or SecureRandom()
     suite, params = ctx.suite, ctx.params
     slots, plain_scale = params.slot_count, float(2**params.plain_scale_bits)

@@ -179,6 +179,10 @@ def test_bad_inputs_rejected(keys, data, opened) -> None:
         grouped_sums(opened, data["group"][:-1], N_GROUPS)
     with pytest.raises(CryptoError, match="integers"):
         grouped_sums(opened, data["group"], N_GROUPS, weights=np.full(N_ROWS, 0.5))
+    with pytest.raises(CryptoError, match="weights too large"):
+        grouped_sums(opened, data["group"], N_GROUPS, weights=np.full(N_ROWS, 2**40))
+    with pytest.raises(CryptoError, match="weights too large"):
+        rowwise_scores(opened, np.full((N_ROWS, N_CAT), 2.0**30))
     with pytest.raises(CryptoError, match="weights must be finite"):
         rowwise_scores(opened, np.zeros((N_ROWS, N_CAT - 1)))
     unopened = encrypt_onehot(keys, data["status"][:10], N_CAT)
