@@ -38,19 +38,20 @@ def capped_rows(
 
 @dataclass(frozen=True)
 class StatusTable:
-    """table[bin, status] and fallback[bin], both probabilities in [0, 1]."""
+    """DP-noised joint counts[bin, label, status] (clipped at 0) and fallback[bin]."""
 
-    table: np.ndarray
+    counts: np.ndarray
     fallback: np.ndarray
 
-    @property
-    def base(self) -> np.ndarray:
-        """Score of status 0 ("ok") per bin."""
-        return self.table[:, 0]
-
-    def status_offsets(self, bins: np.ndarray) -> np.ndarray:
-        """Per row: T[bin, s] - T[bin, ok] for the non-ok statuses s (the CKKS weights)."""
-        return (self.table[:, 1:] - self.table[:, :1])[bins]
+    def table(self, reported_epsilon: float | None = None) -> np.ndarray:
+        """T[bin, status] in [0, 1]. With `reported_epsilon`, the status is the one k-ary
+        randomized response reports, so T is P(anomaly | bin, reported status)."""
+        counts = self.counts
+        if reported_epsilon is not None:
+            counts = counts @ randomized_response_matrix(reported_epsilon, counts.shape[2])
+        positives, total = counts[:, 1, :], counts.sum(axis=1)
+        table = (positives + PRIOR_WEIGHT * self.fallback[:, None]) / (total + PRIOR_WEIGHT)
+        return np.clip(table, 0.0, 1.0)
 
     @classmethod
     def from_noisy_counts(
@@ -61,23 +62,33 @@ class StatusTable:
         counted_rows: np.ndarray,
         n_bins: int,
     ) -> StatusTable:
-        """noisy: (n_bins + 1, 2, n_status - 1) DP-noised counts of the non-ok statuses."""
+        """noisy: (n_bins + 1, 2, n_status - 1) DP-noised counts of the non-ok statuses.
+
+        The "ok" count is the PNS's exact row count of the cell minus the noisy others.
+        """
         n_groups = n_bins + 1
         totals = np.zeros((n_groups, 2))
         np.add.at(totals, (bins[counted_rows], labels[counted_rows]), 1.0)
         non_ok = np.clip(noisy, 0.0, None)
         ok = np.clip(totals - non_ok.sum(axis=2), 0.0, None)
-        counts = np.concatenate([ok[:, :, None], non_ok], axis=2)  # (bin, label, status)
         all_rows = np.zeros((n_groups, 2))
         np.add.at(all_rows, (bins, labels), 1.0)
         fallback = (all_rows[:, 1] + 1e-3) / (all_rows.sum(axis=1) + 1.0)
-        positives, total = counts[:, 1, :], counts.sum(axis=1)
-        table = (positives + PRIOR_WEIGHT * fallback[:, None]) / (total + PRIOR_WEIGHT)
-        return cls(table=np.clip(table, 0.0, 1.0), fallback=fallback)
+        return cls(counts=np.concatenate([ok[:, :, None], non_ok], axis=2), fallback=fallback)
 
     def to_json(self) -> dict[str, Any]:
-        return {"table": self.table.tolist(), "fallback": self.fallback.tolist()}
+        return {"counts": self.counts.tolist(), "fallback": self.fallback.tolist()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StatusTable:
-        return cls(table=np.asarray(data["table"]), fallback=np.asarray(data["fallback"]))
+        return cls(counts=np.asarray(data["counts"]), fallback=np.asarray(data["fallback"]))
+
+
+def randomized_response_matrix(epsilon: float, k: int) -> np.ndarray:
+    """Q[true, reported] of k-ary randomized response at `epsilon`."""
+    from crypto.dp import rr_keep_probability
+
+    keep = rr_keep_probability(epsilon, k)
+    q = np.full((k, k), (1.0 - keep) / (k - 1))
+    np.fill_diagonal(q, keep)
+    return q

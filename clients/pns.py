@@ -1,0 +1,234 @@
+"""What the payment network (PNS, client id `swift`) does and sends, phase by phase.
+
+The PNS holds the transactions and labels. It trains its random forest on its own features
+in the clear, and learns about the banks' records only through:
+- training: DP-noised joint counts (score bin x bank status x label), summed over banks by
+  secure aggregation, from which it builds the status-aware table T[bin, status];
+- inference: each test row's T[bin, status] plus the bank's output-privacy noise.
+What it sends: keyed hashes of beneficiary identities (linkage), and CKKS ciphertexts under
+the bank's key with its own masks added (the bank decrypts only masked values).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clients.backends import backend_for, from_ring, secagg_round_tag, unmask_rows
+from clients.party import Party
+from crypto.linkage import keyed_hashes, linkage_key
+from federation.errors import ProtocolError
+from federation.messages import (
+    AGGREGATE,
+    FINISH,
+    JOINT_COUNTS,
+    LINKAGE,
+    NOISE,
+    RELEASE,
+    SCORE,
+    SETUP,
+    STATUS,
+    Envelope,
+)
+from federation.status_model import StatusTable, capped_rows, score_bin_edges
+from federation.transcript import PayloadClass
+
+# Query columns in the transactions and the names the bank's status function expects.
+QUERY_COLUMNS = {
+    "BeneficiaryAccount": "Account",
+    "BeneficiaryName": "Name",
+    "BeneficiaryStreet": "Street",
+    "BeneficiaryCountryCityZip": "CountryCityZip",
+}
+
+
+class PaymentNetwork(Party):
+    role = "pns"
+
+    def __init__(self, settings: Any, envelope: Envelope) -> None:
+        super().__init__(settings, envelope)
+        self.backend = backend_for(self.config.plaintext)
+        self.envelope = envelope
+
+    # 1. setup: validate own data; train the forest (training) or score with it (test).
+    def setup(self) -> Envelope:
+        from federation.data.loader import load_transactions
+        from federation.features import PNSFeaturizer, final_receiver
+
+        tx = load_transactions(self.settings.data_root, self.settings.scenario, self.stage)
+        if self.stage == "train":
+            featurizer = PNSFeaturizer().fit(tx)
+            features = featurizer.transform(tx)
+            labels = tx["Label"].to_numpy(dtype=np.int8)
+            forest, scores = _fit_forest(features, labels, self.config.seed)
+            edges = score_bin_edges(scores, self.config.n_bins)
+            self._save_model("pns_model.pkl", {"featurizer": featurizer, "forest": forest,
+                                               "edges": edges})
+        else:
+            model = self._load_model("pns_model.pkl")
+            features = model["featurizer"].transform(tx)
+            scores = model["forest"].predict_proba(features)[:, 1]
+            edges = model["edges"]
+            labels = (tx["Label"].to_numpy(dtype=np.int8) if "Label" in tx
+                      else np.full(len(tx), -1, dtype=np.int8))
+        bins = np.digitize(scores, edges).astype(np.int16)
+        rows = tx[["MessageId", *QUERY_COLUMNS]].copy()
+        rows["final_receiver"] = final_receiver(tx).to_numpy()
+        rows.to_parquet(self.stage_dir() / "rows.parquet", index=False)
+        self.save_arrays("scores", score=scores, bin=bins, label=labels)
+        return self.reply(SETUP, public={"e2e_public": self.identity.public_bytes(),
+                                         "n_rows": len(tx)})
+
+    # 2. linkage: route rows to the bank holding the beneficiary; send keyed hashes.
+    def linkage(self) -> Envelope:
+        banks = json.loads(str(self.envelope.public["banks_json"]))
+        owners = [str(o) for o in self.envelope.public["ckks_owners"]]
+        for bank, context in zip(owners, self.envelope.public["ckks_publics"], strict=True):
+            (self.state / f"ckks_public_{bank}.bin").write_bytes(bytes(context))
+        code_to_bank = {code: bank for bank, info in banks.items() for code in info["codes"]}
+        rows = pd.read_parquet(self.stage_dir() / "rows.parquet")
+        route = rows["final_receiver"].map(code_to_bank)
+        rng = np.random.default_rng(self.config.seed)
+        sealed: dict[str, bytes] = {}
+        for bank in banks:
+            idx = np.flatnonzero((route == bank).to_numpy())
+            if self.stage == "train":
+                # Bound one account's influence on the counts (the DP sensitivity).
+                idx = capped_rows(idx, rows["BeneficiaryAccount"].to_numpy()[idx],
+                                  self.config.max_rows_per_account, rng)
+            identities = rows.iloc[idx]
+            key = linkage_key(self.identity, self.peer_public(bank), self.id, bank, self.run_id)
+            request = {target: keyed_hashes(identities[source], key, target)
+                       for source, target in QUERY_COLUMNS.items()}
+            self.save_arrays(f"linkage_{bank}", rows=idx)
+            sealed[bank] = self.seal_for(bank, LINKAGE, request, {
+                name: PayloadClass.KEYED_HASH for name in request})
+        unrouted = int(route.isna().sum())
+        return self.reply(LINKAGE, public={"unrouted_rows": unrouted}, sealed=sealed)
+
+    # 3. joint counts (training): masked encrypted counts per (bin, label) x status.
+    def joint_counts(self) -> Envelope:
+        arrays = self.load_arrays("scores")
+        groups = arrays["bin"].astype(np.int64) * 2 + arrays["label"]
+        n_groups = 2 * (self.config.n_bins + 1)
+        sealed: dict[str, bytes] = {}
+        for bank, blob in self.envelope.sealed.items():
+            status = self.open_from(bank, STATUS, blob, {"status": self.backend.status_class})
+            rows = self.load_arrays(f"linkage_{bank}")["rows"]
+            table, mask_totals = self.backend.masked_table(
+                self._bank_context(bank), status["status"], groups[rows], n_groups)
+            self.save_arrays(f"masks_{bank}", totals=mask_totals)
+            sealed[bank] = self.seal_for(bank, JOINT_COUNTS, {"table": table},
+                                         {"table": self.backend.table_class})
+        return self.reply(JOINT_COUNTS, sealed=sealed)
+
+    # 4. aggregate (training): unmask the secure sum, build the status-aware table.
+    def aggregate(self) -> Envelope:
+        from crypto.accountant import PrivacyAccountant, Release
+        from crypto.secagg import aggregate
+
+        participants = [str(p) for p in self.envelope.public["participants"]]
+        shares = {
+            bank: self.open_from(bank, NOISE, self.envelope.sealed[bank],
+                                 {"share": self.backend.share_class})["share"]
+            for bank in participants
+        }
+        if self.config.plaintext:
+            total = sum(np.frombuffer(s, dtype=np.uint64) for s in shares.values())
+        else:
+            total = aggregate(shares, participants, secagg_round_tag(self.run_id, self.round))
+        masks = sum(self.load_arrays(f"masks_{b}")["totals"].ravel() for b in participants)
+        noisy = from_ring(np.asarray(total, dtype=np.uint64), np.asarray(masks))
+        arrays = self.load_arrays("scores")
+        counted = np.concatenate([self.load_arrays(f"linkage_{b}")["rows"] for b in participants])
+        table = StatusTable.from_noisy_counts(
+            noisy.reshape(self.config.n_bins + 1, 2, -1)[:, :, 1:], arrays["bin"], arrays["label"],
+            counted, self.config.n_bins)
+        self.save_json("status_table.json", table.to_json())
+        accountant = PrivacyAccountant(ledger=self.ledger)
+        accountant.record(Release(
+            mechanism="gaussian", sensitivity=float(self.meta["sensitivity"]),
+            noise_scale=float(self.meta["sigma"]), releasing_party="+".join(participants),
+            released="joint counts (secure sum over banks)", phase=AGGREGATE,
+            round=self.round))
+        return self.reply(AGGREGATE, public={
+            "training_epsilon": accountant.epsilon(self.config.delta),
+            "training_delta": self.config.delta, "banks_in_table": participants})
+
+    # 5. score (inference): T[bin, status] under the bank's key, masked per row.
+    def score(self) -> Envelope:
+        table = StatusTable.from_json(self.load_json("status_table.json")).table(
+            self.config.inference_epsilon)
+        bins = self.load_arrays("scores")["bin"]
+        sealed: dict[str, bytes] = {}
+        for bank, blob in self.envelope.sealed.items():
+            status = self.open_from(bank, STATUS, blob, {"status": self.backend.status_class})
+            rows = self.load_arrays(f"linkage_{bank}")["rows"]
+            scores, offsets = self.backend.masked_rows(
+                self._bank_context(bank), status["status"], table[bins[rows]])
+            self.save_arrays(f"masks_{bank}", offsets=offsets)
+            sealed[bank] = self.seal_for(bank, SCORE, {"scores": scores},
+                                         {"scores": self.backend.rows_class})
+        return self.reply(SCORE, sealed=sealed)
+
+    # 6. finish (inference): unmask released scores; rows without a bank answer fall back.
+    def finish(self) -> Envelope:
+        from sklearn.metrics import average_precision_score
+
+        table = StatusTable.from_json(self.load_json("status_table.json"))
+        arrays = self.load_arrays("scores")
+        bins, labels = arrays["bin"], arrays["label"]
+        scores = table.fallback[bins].astype(np.float64)
+        answered = np.zeros(len(bins), dtype=bool)
+        noised = self.config.inference_epsilon is not None
+        for bank, blob in self.envelope.sealed.items():
+            released = self.open_from(bank, RELEASE, blob, {
+                "scores": PayloadClass.DP_NOISED if noised else PayloadClass.PLAINTEXT})
+            rows = self.load_arrays(f"linkage_{bank}")["rows"]
+            offsets = self.load_arrays(f"masks_{bank}")["offsets"]
+            scores[rows] = unmask_rows(np.asarray(released["scores"]), offsets)
+            answered[rows] = True
+        # Ties within a table cell are broken by the PNS's own forest score.
+        final = scores + 1e-6 * arrays["score"]
+        rows = pd.read_parquet(self.stage_dir() / "rows.parquet", columns=["MessageId"])
+        out = self.stage_dir() / "predictions.csv"
+        pd.DataFrame({"MessageId": rows["MessageId"], "Score": final}).to_csv(out, index=False)
+        public: dict[str, Any] = {"predictions": str(out), "rows": len(final),
+                                  "rows_without_bank_answer": int((~answered).sum())}
+        if (labels >= 0).all() and labels.any():
+            public["auprc"] = float(average_precision_score(labels, final))
+            public["auprc_pns_only"] = float(average_precision_score(labels, arrays["score"]))
+        return self.reply(FINISH, public=public)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _bank_context(self, bank: str) -> bytes:
+        path = self.state / f"ckks_public_{bank}.bin"
+        if not path.exists():
+            raise ProtocolError(f"{self.id}: no CKKS public context from {bank}")
+        return path.read_bytes()
+
+    def _save_model(self, name: str, model: dict[str, Any]) -> None:
+        with (self.state / name).open("wb") as fh:
+            pickle.dump(model, fh)
+
+    def _load_model(self, name: str) -> dict[str, Any]:
+        path = self.state / name
+        if not path.exists():
+            raise ProtocolError(f"{self.id}: no trained model at {path}; run the train stage")
+        with path.open("rb") as fh:  # the party's own file, written by _save_model
+            return pickle.load(fh)
+
+
+def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int) -> tuple[Any, np.ndarray]:
+    """The PNS forest and its out-of-bag scores (cross-fitted bins without refitting)."""
+    from federation.baselines import anomaly_forest
+
+    forest = anomaly_forest(seed=seed, n_rows=len(labels))
+    forest.set_params(oob_score=True)
+    forest.fit(features, labels)
+    oob = np.nan_to_num(forest.oob_decision_function_[:, 1], nan=0.0)
+    return forest, oob

@@ -1,0 +1,218 @@
+"""`pv4fad simulate`: the whole federation on one machine, train then test.
+
+Each party gets its own partition of the challenge layout and its own state directory
+under RUN_DIR/parties/<id>; the run writes RUN_DIR/predictions.csv, summary.json and the
+merged ledger.jsonl. A later `--stage test` on the same RUN_DIR scores from saved state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from federation.audit import privacy_checks, traffic
+from federation.config import ProtocolConfig
+from federation.errors import Pv4fadError
+from federation.transcript import merge_ledgers
+
+PNS_ID = "swift"
+STAGES = ("train", "test")
+
+
+def simulate(
+    run_dir: Path,
+    *,
+    data_root: Path | None = None,
+    scenario: str | None = None,
+    config: ProtocolConfig | None = None,
+    stages: tuple[str, ...] = STAGES,
+    faults: dict[str, str] | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Run the given stages; returns the summary (also written to RUN_DIR/summary.json)."""
+    from clients.app import build_client_app
+    from federation.cli import progress
+    from federation.simulation import run_federation
+    from server.coordinator import Coordinator
+
+    run_dir = Path(run_dir)
+    data_root, scenario, config = _resolve_run(run_dir, data_root, scenario, config, stages)
+    parties = _parties(data_root, scenario)
+    layout = {
+        i: {"role": "pns" if pid == PNS_ID else "bank", "party-id": pid,
+            "data-root": str(data_root), "scenario": scenario,
+            "state-dir": str(run_dir / "parties" / pid), "fail-at": (faults or {}).get(pid, "")}
+        for i, pid in enumerate(parties)
+    }
+    progress(f"simulating {scenario} ({len(parties) - 1} bank clients) from {data_root}")
+    started = time.perf_counter()
+
+    def server_main(grid: Any, context: Any) -> list[Any]:
+        coordinator = Coordinator(grid, len(parties), run_dir, config, progress)
+        return [getattr(coordinator, stage)() for stage in stages]
+
+    reports = run_federation(server_main, build_client_app(layout), len(parties),
+                             verbose=verbose)
+    wall = time.perf_counter() - started
+    return _summarise(run_dir, scenario, data_root, config, reports, wall)
+
+
+def _resolve_run(run_dir: Path, data_root: Path | None, scenario: str | None,
+                 config: ProtocolConfig | None, stages: tuple[str, ...]
+                 ) -> tuple[Path, str, ProtocolConfig]:
+    """Settings of a run: given ones, else those saved by its training stage."""
+    from federation.data.generate import default_data_dir
+    from federation.data.loader import list_scenarios
+
+    saved_path = run_dir / "run.json"
+    if "train" not in stages:
+        if not saved_path.exists():
+            raise Pv4fadError(f"{run_dir} holds no trained run (no run.json); "
+                              "run the train stage first")
+        saved = json.loads(saved_path.read_text())
+        data_root = data_root or Path(saved["data_root"])
+        scenario = scenario or saved["scenario"]
+        config = config or ProtocolConfig(**saved["config"])
+    data_root = Path(data_root) if data_root else default_data_dir()
+    scenarios = list_scenarios(data_root)
+    scenario = scenario or scenarios[0]
+    if scenario not in scenarios:
+        raise Pv4fadError(f"scenario {scenario!r} is not in {data_root / 'scenarios.txt'} "
+                          f"(found: {', '.join(scenarios)})")
+    config = config or ProtocolConfig()
+    if "train" in stages:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved_path.write_text(json.dumps({"data_root": str(data_root), "scenario": scenario,
+                                          "config": asdict(config)}, indent=1))
+    return data_root, scenario, config
+
+
+def _parties(data_root: Path, scenario: str) -> list[str]:
+    from federation.data.loader import partitions
+
+    ids = sorted(partitions(data_root, scenario, "train"))
+    if PNS_ID not in ids:
+        raise Pv4fadError(f"{data_root / scenario / 'train' / 'partitions.json'} names no "
+                          f"'{PNS_ID}' client")
+    return [PNS_ID] + [i for i in ids if i != PNS_ID]
+
+
+def _summarise(run_dir: Path, scenario: str, data_root: Path, config: ProtocolConfig,
+               reports: list[Any], wall: float) -> dict[str, Any]:
+    ledgers = sorted(run_dir.glob("parties/*/ledger.jsonl")) + [
+        run_dir / "coordinator" / "ledger.jsonl"]
+    entries = merge_ledgers([p for p in ledgers if p.exists()], run_dir / "ledger.jsonl")
+    predictions = run_dir / "parties" / PNS_ID / "test" / "predictions.csv"
+    if predictions.exists():
+        shutil.copyfile(predictions, run_dir / "predictions.csv")
+    summary: dict[str, Any] = {
+        "scenario": scenario, "data_root": str(data_root), "config": asdict(config),
+        "wall_seconds": round(wall, 2), "stages": {}, "traffic_bytes": traffic(entries),
+        "privacy_checks": {k: len(v) for k, v in privacy_checks(entries).items()},
+        "peak_rss_mib": _peak_memory(reports),
+    }
+    for report in reports:
+        pns = report.public.get(PNS_ID, {})
+        summary["stages"][report.stage] = {
+            "run_id": report.run_id,
+            "phase_seconds": {k: round(v, 2) for k, v in report.phase_seconds.items()},
+            "failed_parties": report.failed,
+            "results": {k.split(".", 1)[1]: v for k, v in pns.items()
+                        if k.startswith(("aggregate.", "finish.", "linkage.unrouted"))
+                        and not k.endswith((".pid", ".peak_rss_mib"))},
+        }
+        if report.stage == "test":
+            summary["inference_epsilon_per_account"] = max(
+                (v for party in report.public.values() for k, v in party.items()
+                 if k == "status.epsilon_per_account_max"), default=None)
+    summary.update(_headline(summary))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    return summary
+
+
+def _headline(summary: dict[str, Any]) -> dict[str, Any]:
+    train = summary["stages"].get("train", {}).get("results", {})
+    test = summary["stages"].get("test", {}).get("results", {})
+    return {
+        "auprc": test.get("auprc"), "auprc_pns_only": test.get("auprc_pns_only"),
+        "training_epsilon": train.get("training_epsilon"),
+        "training_delta": train.get("training_delta"),
+    }
+
+
+def _peak_memory(reports: list[Any]) -> dict[str, float]:
+    """Largest peak RSS per process (party processes by pid, plus the coordinator's)."""
+    by_pid: dict[str, float] = {}
+    for report in reports:
+        for values in report.public.values():
+            for key, value in values.items():
+                if key.endswith(".peak_rss_mib"):
+                    pid = f"pid {values.get(key.replace('peak_rss_mib', 'pid'))}"
+                    by_pid[pid] = max(by_pid.get(pid, 0.0), float(value))
+    by_pid["coordinator"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return by_pid
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("simulate", help="run the private federated protocol on one "
+                              "machine (train, then test)")
+    p.add_argument("--data", type=Path, help="challenge-layout data (default: embedded data)")
+    p.add_argument("--scenario", help="scenario name from scenarios.txt (default: first)")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--stage", choices=("all", *STAGES), default="all")
+    p.add_argument("--epsilon", type=float, default=ProtocolConfig.epsilon)
+    p.add_argument("--delta", type=float, default=ProtocolConfig.delta)
+    p.add_argument("--inference-epsilon", type=float, default=ProtocolConfig.inference_epsilon)
+    p.add_argument("--n-bins", type=int, default=ProtocolConfig.n_bins)
+    p.add_argument("--max-rows-per-account", type=int,
+                   default=ProtocolConfig.max_rows_per_account)
+    p.add_argument("--plaintext", action="store_true",
+                   help="switch the cryptography off (only to measure its cost)")
+    p.add_argument("--timeout", type=float, default=ProtocolConfig.timeout_s,
+                   help="seconds a party may take per phase before it counts as dead")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fail", action="append", default=[], metavar="PARTY:PHASE[:hang]",
+                   help="inject a fault (resilience testing)")
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from federation.cli import emit
+
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    config = None
+    if "train" in stages:
+        config = ProtocolConfig(
+            epsilon=args.epsilon, delta=args.delta, inference_epsilon=args.inference_epsilon,
+            n_bins=args.n_bins, max_rows_per_account=args.max_rows_per_account,
+            plaintext=args.plaintext, seed=args.seed, timeout_s=args.timeout)
+    faults = dict(f.split(":", 1) for f in args.fail)
+    summary = simulate(args.out, data_root=args.data, scenario=args.scenario, config=config,
+                       stages=stages, faults=faults, verbose=args.verbose)
+    emit(summary, args.json, _human(summary, args.out))
+    return 0
+
+
+def _human(summary: dict[str, Any], run_dir: Path) -> str:
+    lines = [f"scenario {summary['scenario']}: wall {summary['wall_seconds']} s"]
+    if summary.get("auprc") is not None:
+        lines.append(f"AUPRC {summary['auprc']:.4f} (PNS-only forest "
+                     f"{summary['auprc_pns_only']:.4f})")
+    if summary.get("training_epsilon") is not None:
+        lines.append(f"training privacy: epsilon {summary['training_epsilon']:.3f} at delta "
+                     f"{summary['training_delta']:g}")
+    for stage, info in summary["stages"].items():
+        for party, reason in info["failed_parties"].items():
+            lines.append(f"{stage}: party {party} failed ({reason}); degraded mode")
+    failed = [k for k, v in summary["privacy_checks"].items() if v]
+    lines.append("privacy checks: " + ("all pass" if not failed else "FAIL " + ", ".join(failed)))
+    lines.append(f"outputs in {run_dir}: predictions.csv, summary.json, ledger.jsonl")
+    return "\n".join(lines)

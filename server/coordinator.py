@@ -1,0 +1,250 @@
+"""The coordinator (ServerApp): runs the PV4FAD protocol by relaying sealed payloads.
+
+It reads like docs/protocol.md. The coordinator sees routing metadata, sizes and timing;
+every payload between parties is sealed end to end, so it can open none of them. A bank
+that fails or times out is named and dropped (degraded mode: its rows are scored from the
+PNS's own data); a failure of the PNS stops the run with its state kept on disk.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Message
+from flwr.server import Grid
+
+from clients.party import COORDINATOR, encode_peers
+from federation.config import ProtocolConfig
+from federation.errors import ProtocolError
+from federation.messages import (
+    AGGREGATE,
+    FINISH,
+    JOINT_COUNTS,
+    LINKAGE,
+    NOISE,
+    RELEASE,
+    SCORE,
+    SETUP,
+    STATUS,
+    Envelope,
+)
+from federation.simulation import wait_for_nodes
+from federation.transcript import PayloadClass, TranscriptLedger
+from server.privacy import training_noise
+
+PNS_ID = "swift"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class StageReport:
+    """What the coordinator observed in one stage: timings, failures, public results."""
+
+    stage: str
+    run_id: str
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    public: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Coordinator:
+    def __init__(self, grid: Grid, n_parties: int, run_dir: Path, config: ProtocolConfig,
+                 progress: Progress) -> None:
+        self.grid = grid
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        self.nodes = wait_for_nodes(grid, n_parties)
+        self.node_of: dict[str, int] = {}
+        self.report = StageReport(stage="", run_id="")
+        self.ledger: TranscriptLedger | None = None
+        self.round = 0
+        self.sigma, self.sensitivity = training_noise(config)
+
+    # -- the protocol --------------------------------------------------------------------
+    def train(self) -> StageReport:
+        """Training: the numbered steps of docs/protocol.md."""
+        self._start("train")
+        setup = self._setup()  # 1. keys and data checks; only public material leaves
+        banks = self._alive_banks()
+        linkage = self._phase(LINKAGE, {PNS_ID: self._directory(setup, banks)})  # 2.
+        statuses = self._relay(STATUS, linkage[PNS_ID].sealed, to_pns=True)  # 3.
+        counts = self._phase(JOINT_COUNTS, {PNS_ID: Envelope(meta={}, sealed=statuses)})  # 5.
+        shares = self._noise_rounds(counts[PNS_ID].sealed)  # 6. noise + secure aggregation
+        self._phase(AGGREGATE, {PNS_ID: Envelope(
+            meta={}, public={"participants": list(shares)}, sealed=shares)})
+        return self._finish_stage()
+
+    def test(self) -> StageReport:
+        """Inference: linkage and encrypted status again, then masked scoring."""
+        self._start("test")
+        setup = self._setup()
+        banks = self._alive_banks()
+        linkage = self._phase(LINKAGE, {PNS_ID: self._directory(setup, banks)})
+        statuses = self._relay(STATUS, linkage[PNS_ID].sealed, to_pns=True)
+        scored = self._phase(SCORE, {PNS_ID: Envelope(meta={}, sealed=statuses)})
+        released = self._relay(RELEASE, scored[PNS_ID].sealed, to_pns=True)
+        self._phase(FINISH, {PNS_ID: Envelope(meta={}, sealed=released)})
+        return self._finish_stage()
+
+    # -- steps ---------------------------------------------------------------------------
+    def _setup(self) -> dict[str, Envelope]:
+        targets = {str(n): Envelope(meta={}) for n in self.nodes}
+        replies = self._send(SETUP, targets, by_node=True)
+        if PNS_ID not in replies:
+            raise ProtocolError(f"the PNS ({PNS_ID}) did not complete setup: "
+                                f"{self.report.failed.get(PNS_ID, 'no answer')}")
+        peers = {pid: bytes(env.public["e2e_public"]) for pid, env in replies.items()}
+        self.peers = encode_peers(peers)
+        return replies
+
+    def _directory(self, setup: Mapping[str, Envelope], banks: Iterable[str]) -> Envelope:
+        """Public material the PNS needs: each bank's codes and CKKS public context."""
+        import json
+
+        info = {b: {"codes": list(setup[b].public["bank_codes"])} for b in banks}
+        return Envelope(meta={}, public={
+            "banks_json": json.dumps(info),
+            "ckks_publics": [bytes(setup[b].public["ckks_public"]) for b in info],
+            "ckks_owners": list(info),
+        })
+
+    def _relay(self, phase: str, sealed: Mapping[str, bytes], *, to_pns: bool
+               ) -> dict[str, bytes]:
+        """Deliver the PNS's sealed payloads to banks; collect their sealed answers."""
+        targets = {bank: Envelope(meta={}, sealed={PNS_ID: blob})
+                   for bank, blob in sealed.items() if bank in self._alive_banks()}
+        replies = self._send(phase, targets)
+        return {bank: env.sealed[PNS_ID] for bank, env in replies.items()
+                if PNS_ID in env.sealed}
+
+    def _noise_rounds(self, sealed: Mapping[str, bytes]) -> dict[str, bytes]:
+        """Banks add noise shares and mask for secure aggregation; a bank dropping out
+        forces a new round among the rest (fresh masks and noise, nothing unmasked)."""
+        participants = [b for b in sealed if b in self._alive_banks()]
+        first = True
+        while participants:
+            targets = {b: Envelope(meta={}, public={"participants": participants},
+                                   sealed={PNS_ID: sealed[b]} if first else {})
+                       for b in participants}
+            replies = self._send(NOISE, targets)
+            shares = {b: env.sealed[PNS_ID] for b, env in replies.items()}
+            if set(shares) == set(participants):
+                return shares
+            dropped = sorted(set(participants) - set(shares))
+            self.progress(f"  noise: {', '.join(dropped)} dropped out; new round without")
+            participants = [b for b in participants if b in shares]
+            self.round += 1
+            first = False
+        raise ProtocolError("no bank completed the noise phase; the table cannot be built")
+
+    # -- messaging -----------------------------------------------------------------------
+    def _phase(self, phase: str, targets: Mapping[str, Envelope]) -> dict[str, Envelope]:
+        replies = self._send(phase, targets)
+        if PNS_ID in targets and PNS_ID not in replies:
+            raise ProtocolError(f"the PNS ({PNS_ID}) failed in phase {phase}: "
+                                f"{self.report.failed.get(PNS_ID, 'no answer')}; "
+                                f"party state is kept under {self.run_dir / 'parties'}")
+        return replies
+
+    def _send(self, phase: str, targets: Mapping[str, Envelope], by_node: bool = False
+              ) -> dict[str, Envelope]:
+        """Send one phase's messages; returns the replies of parties that answered well."""
+        started = time.perf_counter()
+        self.progress(f"[{self.report.stage}] {phase}: {len(targets)} part"
+                      f"{'y' if len(targets) == 1 else 'ies'} ...")
+        messages = []
+        for target, env in targets.items():
+            node = int(target) if by_node else self.node_of[target]
+            env.meta.update(self._meta(phase))
+            if phase != SETUP:
+                env.public.update(self.peers)
+            messages.append(Message(env.to_record(), dst_node_id=node,
+                                    message_type=f"query.{phase}"))
+            self._record("sent", phase, COORDINATOR,
+                         f"node {target}" if by_node else target, env)
+        replies: dict[str, Envelope] = {}
+        answered_nodes: set[int] = set()
+        for reply in self.grid.send_and_receive(messages, timeout=self.config.timeout_s):
+            node = reply.metadata.src_node_id
+            answered_nodes.add(node)
+            name = self._name_of(node, reply)
+            if reply.has_error():
+                reason = (reply.error.reason or "unknown error").strip().splitlines()[-1]
+                self._fail(name, phase, reason)
+                continue
+            env = Envelope.from_message(reply)
+            self._record("received", phase, name, COORDINATOR, env)
+            if "error" in env.public:
+                self._fail(name, phase, str(env.public["error"]))
+                continue
+            self.report.public.setdefault(name, {}).update(
+                {f"{phase}.{k}": v for k, v in env.public.items() if _reportable(v)})
+            replies[name] = env
+        for target in targets:
+            node = int(target) if by_node else self.node_of[target]
+            if node not in answered_nodes:
+                self._fail(self._name_of(node), phase,
+                           f"no answer within {self.config.timeout_s:.0f} s")
+        self.report.phase_seconds[phase] = (self.report.phase_seconds.get(phase, 0.0)
+                                            + time.perf_counter() - started)
+        self.progress(f"[{self.report.stage}] {phase}: done in "
+                      f"{time.perf_counter() - started:.1f} s")
+        return replies
+
+    def _name_of(self, node: int, reply: Message | None = None) -> str:
+        for name, n in self.node_of.items():
+            if n == node:
+                return name
+        if reply is not None and not reply.has_error():
+            party = str(reply.content.config_records["meta"]["party_id"])
+            self.node_of[party] = node
+            return party
+        return f"node {node}"
+
+    def _fail(self, party: str, phase: str, reason: str) -> None:
+        self.report.failed[party] = f"{phase}: {reason}"
+        self.progress(f"[{self.report.stage}] {phase}: party {party} failed: {reason}")
+
+    def _alive_banks(self) -> list[str]:
+        return sorted(p for p in self.node_of if p != PNS_ID and p not in self.report.failed)
+
+    def _meta(self, phase: str) -> dict[str, Any]:
+        return {
+            **self.config.to_record(), "phase": phase, "stage": self.report.stage,
+            "run_id": self.report.run_id, "round": self.round, "sigma": self.sigma,
+            "sensitivity": self.sensitivity,
+        }
+
+    def _record(self, direction: str, phase: str, sender: str, receiver: str,
+                env: Envelope) -> None:
+        assert self.ledger is not None
+        fields = {"meta": PayloadClass.PUBLIC, "public": PayloadClass.PUBLIC}
+        if env.sealed:  # in plaintext mode the relayed payloads are readable
+            fields["sealed"] = (PayloadClass.PLAINTEXT if self.config.plaintext
+                                else PayloadClass.CIPHERTEXT)
+        self.ledger.record(
+            direction=direction, round=self.round, phase=phase, sender=sender,
+            receiver=receiver, message_type=f"{self.report.stage}.{phase}",
+            nbytes=env.public_bytes() + env.sealed_bytes(), fields=fields,
+            details={"relayed": {k: len(v) for k, v in env.sealed.items()}},
+        )
+
+    def _start(self, stage: str) -> None:
+        self.report = StageReport(stage=stage, run_id=secrets.token_hex(8))
+        self.round = 0
+        self.ledger = TranscriptLedger(COORDINATOR, self.report.run_id,
+                                       self.run_dir / COORDINATOR / "ledger.jsonl")
+
+    def _finish_stage(self) -> StageReport:
+        return self.report
+
+
+def _reportable(value: Any) -> bool:
+    return isinstance(value, int | float | str | bool) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value))
