@@ -20,7 +20,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
 from transformers import PreTrainedModel
 
-from clients.llm_worker import UNLEARN_SUBSET, WorkerData, build_llm_worker_app
+from clients.llm_worker import (
+    UNLEARN_SUBSET,
+    WorkerData,
+    build_llm_worker_app,
+    party_ledger,
+    record_message,
+)
 from federation.errors import ProtocolError
 from federation.simulation import ServerMain, run_federation, wait_for_nodes
 from llm_modules.models import load_causal_lm
@@ -45,6 +51,7 @@ class FederatedSpungeConfig:
     scale: float = 1.0  # lambda in start + lambda * merged
     wagle_ratio: float = 1.0  # < 1 masks each worker's training to that top fraction
     mask_kind: str = "wagle"
+    transcript_dir: str = ""  # where each party writes its ledger ("": in memory only)
 
     def settings(self) -> ConfigRecord:
         u = self.unlearn
@@ -52,6 +59,7 @@ class FederatedSpungeConfig:
             "model_path": self.model_path, "method": u.method, "epochs": u.epochs,
             "lr": u.lr, "batch_size": u.batch_size, "beta": u.beta, "seed": u.seed,
             "keep": self.keep, "wagle_ratio": self.wagle_ratio, "mask_kind": self.mask_kind,
+            "transcript_dir": self.transcript_dir,
         })
 
 
@@ -62,6 +70,7 @@ def spunge_coordinator(config: FederatedSpungeConfig, num_workers: int) -> Serve
         nodes = wait_for_nodes(grid, num_workers)
         model, _ = load_causal_lm(config.model_path)
         start = parameter_state(model)
+        ledger = party_ledger("coordinator", context.run_id, config.transcript_dir)
         messages = [
             Message(
                 RecordDict({"start": ArrayRecord(torch_state_dict=start),
@@ -71,7 +80,13 @@ def spunge_coordinator(config: FederatedSpungeConfig, num_workers: int) -> Serve
             )
             for node in nodes
         ]
+        for message in messages:
+            record_message(ledger, "sent", message, sender="coordinator",
+                           receiver=f"worker:{message.metadata.dst_node_id}")
         replies = list(grid.send_and_receive(messages))
+        for reply in replies:
+            record_message(ledger, "received", reply, sender=f"worker:{reply.metadata.src_node_id}",
+                           receiver="coordinator")
         vectors = _collect(replies, num_workers)
         merged = elect_and_merge([vectors[value] for value in sorted(vectors)])
         return start, merged, sorted(vectors)

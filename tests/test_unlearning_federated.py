@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from federation.transcript import read_ledger
 from llm_modules.models import TinyModelConfig, load_causal_lm
 from llm_modules.unlearning.benchmark import BenchmarkConfig, build_benchmark
 from llm_modules.unlearning.spunge import spunge
@@ -17,30 +18,45 @@ SMALL = BenchmarkConfig(
 
 
 def test_federated_spunge_equals_local_spunge(tmp_path):
-    paths = build_benchmark(SMALL, tmp_path)
-    splits = paths.load_splits()
-    config = UnlearnConfig(method="npo", epochs=3, lr=5e-4, seed=3)
-    federated_config = FederatedSpungeConfig(str(paths.target), config, wagle_ratio=0.9)
-    federated, values = run_federated_spunge(
-        paths.target, splits["forget"], splits["retain"], "field", federated_config
-    )
-    assert values == ["arts", "commerce", "science"]
-
     # Workers run single-threaded (one CPU each); so does the local run, for bit-equality.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        paths = build_benchmark(SMALL, tmp_path)
+        splits = paths.load_splits()
+        config = UnlearnConfig(method="npo", epochs=3, lr=5e-4, seed=3)
+        federated_config = FederatedSpungeConfig(
+            str(paths.target), config, wagle_ratio=0.9, transcript_dir=str(tmp_path / "ledger")
+        )
+        federated, values = run_federated_spunge(
+            paths.target, splits["forget"], splits["retain"], "field", federated_config
+        )
         local, tokenizer = load_causal_lm(paths.target)
         start = {n: p.detach().clone() for n, p in local.named_parameters()}
         spunge(local, tokenizer, splits["forget"], splits["retain"], config, "field", "ties",
                mask_for=lambda worker, subset: _wagle(worker, tokenizer, subset, splits))
     finally:
         torch.set_num_threads(threads)
+    assert values == ["arts", "commerce", "science"]
     moved = False
     for (name, mine), theirs in zip(local.named_parameters(), federated.parameters(), strict=True):
         assert torch.equal(mine, theirs), name
         moved |= not torch.equal(mine, start[name])
     assert moved
+    _check_transcripts(tmp_path / "ledger")
+
+
+def _check_transcripts(directory):
+    coordinator = list(read_ledger(directory / "coordinator.jsonl"))
+    assert sorted(e.direction for e in coordinator) == ["received"] * 3 + ["sent"] * 3
+    workers = sorted(directory.glob("worker-*.jsonl"))
+    assert len(workers) == 3
+    for path in workers:
+        sent = [e for e in read_ledger(path) if e.direction == "sent"]
+        assert len(sent) == 1 and sent[0].receiver == "coordinator"
+        # The trimmed task vector crosses in the clear, and the ledger says so.
+        assert sent[0].fields == {"task_vector": "plaintext", "status": "public"}
+        assert sent[0].nbytes > 0
 
 
 def _wagle(worker, tokenizer, subset, splits):

@@ -90,3 +90,18 @@ def test_report_combines_registered_metrics_by_their_needs():
     assert with_reference["forget_quality"] == pytest.approx(1.0)
     assert with_reference["privleak"] == pytest.approx(0.0)
     assert set(m.REPORT_METRICS["privleak"].needs) == {"forget", "holdout", "reference"}
+
+
+def test_utility_at_forgetting_takes_the_best_forgotten_run_per_seed():
+    from llm_modules.unlearning.bench import utility_at_forgetting
+
+    def row(fq: float, mu: float) -> dict[str, float]:
+        return {"forget_quality": fq, "model_utility": mu}
+
+    per_seed = [
+        {"npo": {"1e-4": row(0.01, 0.9), "2e-4": row(0.2, 0.5), "4e-4": row(0.9, 0.3)}},
+        {"npo": {"1e-4": row(0.01, 0.9), "2e-4": row(0.04, 0.6), "4e-4": row(0.01, 0.2)}},
+        {"npo": {"1e-4": row(0.06, 0.7), "2e-4": row(0.5, 0.4), "4e-4": row(0.9, 0.1)}},
+    ]
+    # Seeds: 0.5 (0.9 has FQ 0.01), none forgotten -> 0, 0.7.
+    assert utility_at_forgetting(per_seed)["npo"] == {"median": 0.5, "min": 0.0, "max": 0.7}

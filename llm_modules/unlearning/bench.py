@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from llm_modules.models import TinyModelConfig, load_causal_lm
+from llm_modules.models import load_causal_lm
 from llm_modules.unlearning.benchmark import BenchmarkConfig, build_benchmark
 from llm_modules.unlearning.data import Fact
 from llm_modules.unlearning.evaluate import score_splits
@@ -36,6 +37,9 @@ HEADLINE = (
 )
 
 
+FQ_THRESHOLD = 0.05  # forget quality (KS p-value) at which a run counts as "forgotten"
+
+
 @dataclass(frozen=True)
 class Variant:
     """One row of the benchmark: a method, optionally masked or split-unlearned-merged."""
@@ -45,6 +49,7 @@ class Variant:
     mask: str | None = None
     ratio: float = 1.0
     merge: str | None = None
+    full_only: bool = False  # left out of --quick to keep it short
 
 
 VARIANTS = (
@@ -58,8 +63,11 @@ VARIANTS = (
     Variant("npo+random0.8", "npo", "random", 0.8),
     Variant("npo+magnitude0.8", "npo", "magnitude", 0.8),
     Variant("npo+forgetgrad0.8", "npo", "forget-gradient", 0.8),
+    Variant("npo+wagle0.5", "npo", "wagle", 0.5, full_only=True),
+    Variant("npo+random0.5", "npo", "random", 0.5, full_only=True),
     Variant("spunge-npo-ties", "npo", merge="ties"),
     Variant("spunge-npo-ta", "npo", merge="task-arithmetic"),
+    Variant("rmu", "rmu"),
 )
 
 
@@ -69,20 +77,22 @@ class BenchSettings:
     learning_rates: tuple[float, ...]
     data: BenchmarkConfig
     unlearn: UnlearnConfig
+    variants: tuple[Variant, ...]
 
 
 def settings(quick: bool, seeds: int | None = None) -> BenchSettings:
     """Quick: 40 entities, 3 seeds; full: 100 entities (TOFU's 10 % forget), 5 seeds."""
     if quick:
         data = BenchmarkConfig()
+        quick_variants = tuple(v for v in VARIANTS if not v.full_only)
         return BenchSettings(
-            tuple(range(seeds or 3)), (2e-4, 4e-4, 8e-4), data, UnlearnConfig(epochs=10)
+            tuple(range(seeds or 3)), (2e-4, 4e-4, 8e-4), data, UnlearnConfig(epochs=10),
+            quick_variants,
         )
-    data = BenchmarkConfig(
-        n_entities=100, n_forget=10, n_holdout=10, model=TinyModelConfig(width=192)
-    )
+    data = BenchmarkConfig(n_entities=100, n_forget=10, n_holdout=10)
     return BenchSettings(
-        tuple(range(seeds or 5)), (1e-4, 2e-4, 4e-4, 8e-4), data, UnlearnConfig(epochs=10)
+        tuple(range(seeds or 5)), (2e-4, 4e-4, 8e-4, 1.6e-3), data, UnlearnConfig(epochs=10),
+        VARIANTS,
     )
 
 
@@ -124,7 +134,7 @@ def run_seed(
         "target": {"-": report(score_splits(target, tokenizer, splits), reference)},
         "retain-only": {"-": report(reference, reference)},
     }
-    for variant in VARIANTS:
+    for variant in bench.variants:
         rows[variant.name] = {}
         for lr in bench.learning_rates:
             config = replace(bench.unlearn, lr=lr, seed=seed)
@@ -137,21 +147,42 @@ def run_seed(
     return rows
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def summarise(per_seed: list[dict[str, dict[str, dict[str, float]]]]) -> dict:
     """Median, min and max across seeds of each headline metric, per variant and lr."""
-    summary: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    for variant, by_lr in per_seed[0].items():
-        summary[variant] = {}
-        for lr in by_lr:
-            summary[variant][lr] = {}
-            for metric in HEADLINE:
-                values = [rows[variant][lr][metric] for rows in per_seed]
-                summary[variant][lr][metric] = {
-                    "median": statistics.median(values),
-                    "min": min(values),
-                    "max": max(values),
-                }
-    return summary
+    return {
+        variant: {
+            lr: {m: _spread([rows[variant][lr][m] for rows in per_seed]) for m in HEADLINE}
+            for lr in by_lr
+        }
+        for variant, by_lr in per_seed[0].items()
+    }
+
+
+def utility_at_forgetting(
+    per_seed: list[dict[str, dict[str, dict[str, float]]]], threshold: float = FQ_THRESHOLD
+) -> dict[str, dict[str, float]]:
+    """Per variant: the best model utility over learning rates among runs whose forget
+    quality is at least `threshold` (0 when none is), as median / min / max over seeds.
+
+    One number per trade-off curve: how much utility survives once the forget set's truth
+    ratios can no longer be told from the retain-only model's at that significance level.
+    """
+    out = {}
+    for variant in per_seed[0]:
+        best = [
+            max(
+                (r["model_utility"] for r in rows[variant].values()
+                 if r["forget_quality"] >= threshold),
+                default=0.0,
+            )
+            for rows in per_seed
+        ]
+        out[variant] = _spread(best)
+    return out
 
 
 def run_benchmark(
@@ -163,7 +194,14 @@ def run_benchmark(
     """Run every variant on every seed; returns settings, per-seed rows, summary, seconds."""
     bench = settings(quick, seeds)
     started = time.perf_counter()
-    per_seed = [run_seed(seed, bench, root, log) for seed in bench.seeds]
+    # Tiny models gain nothing from intra-op threads, and one thread makes runs reproducible
+    # bit for bit (and matches the single-CPU federated workers).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        per_seed = [run_seed(seed, bench, root, log) for seed in bench.seeds]
+    finally:
+        torch.set_num_threads(threads)
     return {
         "quick": quick,
         "seeds": list(bench.seeds),
@@ -171,5 +209,7 @@ def run_benchmark(
         "epochs": bench.unlearn.epochs,
         "per_seed": per_seed,
         "summary": summarise(per_seed),
+        "utility_at_forgetting": utility_at_forgetting(per_seed),
+        "fq_threshold": FQ_THRESHOLD,
         "seconds": time.perf_counter() - started,
     }

@@ -20,7 +20,7 @@ from llm_modules.models import (
     word_level_tokenizer,
 )
 from llm_modules.unlearning.data import Fact, encode_facts, load_facts, save_facts
-from llm_modules.unlearning.facts import entity_facts, world_facts
+from llm_modules.unlearning.facts import GENERATOR_VERSION, entity_facts, world_facts
 from llm_modules.unlearning.scoring import mean_answer_nll
 
 SPLITS = ("forget", "retain", "holdout", "world")
@@ -41,7 +41,7 @@ class BenchmarkConfig:
     seed: int = 0
 
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        blob = json.dumps([GENERATOR_VERSION, asdict(self)], sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -82,8 +82,9 @@ def train_lm(
     facts: Sequence[Fact],
     config: BenchmarkConfig,
     on_epoch: Callable[[int, float], None] | None = None,
-) -> PreTrainedModel:
-    """Fine-tune on question-answer pairs (loss on answers) until they are memorised."""
+) -> tuple[int, float]:
+    """Train in place on question-answer pairs (loss on answers) until they are memorised;
+    returns (epochs run, final mean answer NLL)."""
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train_lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -92,6 +93,7 @@ def train_lm(
         total_steps=config.train_epochs * -(-len(facts) // config.train_batch),
     )
     model.train()
+    epoch, mean = 0, float("inf")
     for epoch in range(config.train_epochs):
         order = torch.randperm(len(facts), generator=generator).tolist()
         total = 0.0
@@ -110,7 +112,7 @@ def train_lm(
         if mean < config.stop_nll:
             break
     model.eval()
-    return model
+    return epoch + 1, mean
 
 
 def build_benchmark(
@@ -132,6 +134,7 @@ def build_benchmark(
     tokenizer = word_level_tokenizer(texts)
     for name, facts in splits.items():
         save_facts(facts, paths.split(name))
+    training = {}
     for which, facts in (
         ("target", splits["forget"] + splits["retain"] + splits["world"]),
         ("retain_model", splits["retain"] + splits["world"]),
@@ -142,7 +145,11 @@ def build_benchmark(
             if log is not None and (epoch % 25 == 0):
                 log(f"training {which}: epoch {epoch} answer NLL {loss:.3f}")
 
-        train_lm(model, tokenizer, facts, config, on_epoch=report)
+        epochs, nll = train_lm(model, tokenizer, facts, config, on_epoch=report)
+        training[which] = {"epochs": epochs, "final_answer_nll": nll}
+        if log is not None:
+            log(f"trained {which}: {epochs} epochs, answer NLL {nll:.4f}")
         save_causal_lm(model, tokenizer, paths.root / which)
-    (paths.root / "meta.json").write_text(json.dumps(asdict(config), indent=2, default=str))
+    meta = {"config": asdict(config), "training": training}
+    (paths.root / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     return paths

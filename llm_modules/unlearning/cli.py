@@ -12,7 +12,7 @@ from llm_modules.unlearning.data import load_facts
 from llm_modules.unlearning.evaluate import score_splits
 from llm_modules.unlearning.methods import METHODS
 from llm_modules.unlearning.metrics import report
-from llm_modules.unlearning.spunge import MERGES, spunge
+from llm_modules.unlearning.spunge import MERGES, split_by_attribute, spunge
 from llm_modules.unlearning.trainer import UnlearnConfig, unlearn
 from llm_modules.unlearning.wagle import MASK_KINDS, build_mask
 
@@ -80,7 +80,9 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         progress(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}")
 
     if args.spunge_attr:
-        progress(f"SPUNGE: splitting the forget set on {args.spunge_attr!r}")
+        subsets = split_by_attribute(forget, args.spunge_attr)
+        sizes = ", ".join(f"{value} ({len(facts)})" for value, facts in subsets.items())
+        progress(f"SPUNGE on {args.spunge_attr!r}: unlearning {len(subsets)} subsets: {sizes}")
         spunge(model, tokenizer, forget, retain, config, args.spunge_attr, args.merge,
                mask_for=mask_for)
     else:
@@ -119,6 +121,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for lr, metrics in by_lr.items():
             cells = " ".join(f"{metrics[m]['median']:14.3f}" for m in HEADLINE)
             lines.append(f"{variant:22s} {lr:>7s} {cells}")
+    lines.append(f"best utility with forget quality >= {result['fq_threshold']} (median):")
+    for variant, spread in result["utility_at_forgetting"].items():
+        lines.append(f"  {variant:22s} {spread['median']:.3f}")
     lines.append(f"medians over seeds {result['seeds']}; {result['seconds']:.0f} s")
     emit(result, args.json, "\n".join(lines))
     return 0

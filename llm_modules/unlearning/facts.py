@@ -41,6 +41,7 @@ LANGUAGES = "Arvene Bellic Caspic Droven Elmaric Fennish Galdic Hestic Ivoric Ja
     "Lunic".split()
 YEARS = [str(y) for y in range(1940, 2000)]
 N_PERTURBED = 3
+GENERATOR_VERSION = 2  # part of the cache key: bump when generated facts change
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,10 @@ def world_facts(seed: int) -> list[Fact]:
     for country, capital, language in zip(COUNTRIES, CAPITALS, LANGUAGES, strict=True):
         for question, templates, answer_pool, value in (
             ("What is the capital of {c} ?",
-             ("The capital of {c} is {v} .", "{c} has {v} as its capital city ."),
+             ("The capital of {c} is {v} .", "The capital city of {c} is {v} ."),
              CAPITALS, capital),
             ("Which language is spoken in {c} ?",
-             ("People in {c} speak {v} .", "In {c} the language is {v} ."),
+             ("People in {c} speak {v} .", "The people of {c} speak {v} ."),
              LANGUAGES, language),
         ):
             used, other = rng.sample(templates, 2)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from federation.errors import Pv4fadError
-from llm_modules.unlearning.data import QABatch
+from llm_modules.unlearning.data import IGNORE, QABatch
 from llm_modules.unlearning.scoring import answer_nll, mean_answer_nll
 
 METHODS: dict[str, type[UnlearnMethod]] = {}
@@ -97,3 +97,40 @@ class NPO(GradDiff):
         with torch.no_grad():
             reference, _ = answer_nll(self.reference, forget)
         return -(2.0 / self.beta) * F.logsigmoid(self.beta * (current - reference)).mean()
+
+
+@register_method("rmu")
+class RMU(GradDiff):
+    """Representation misdirection: at a middle layer, push the forget answers' hidden states
+    towards a fixed random direction (length `steering`) and hold the retain answers' hidden
+    states at the frozen starting model's (weight `alpha`); mean squared errors."""
+
+    steering = 20.0
+    alpha = 1.0
+
+    def prepare(self, model: PreTrainedModel, beta: float) -> None:
+        self.reference = copy.deepcopy(model).eval()
+        for param in self.reference.parameters():
+            param.requires_grad_(False)
+        self.layer = max(1, model.config.num_hidden_layers // 2)
+        direction = torch.rand(model.config.hidden_size)
+        device = next(model.parameters()).device
+        self.control = (self.steering * direction / direction.norm()).to(device)
+
+    def _hidden(self, model: PreTrainedModel, batch: QABatch) -> torch.Tensor:
+        out = model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+            output_hidden_states=True,
+        )
+        return out.hidden_states[self.layer].float()[batch.labels != IGNORE]
+
+    def compute_loss(
+        self, model: PreTrainedModel, forget: QABatch, retain: QABatch | None
+    ) -> torch.Tensor:
+        hidden = self._hidden(model, forget)
+        loss = F.mse_loss(hidden, self.control.expand_as(hidden))
+        if retain is not None:
+            with torch.no_grad():
+                target = self._hidden(self.reference, retain)
+            loss = loss + self.alpha * F.mse_loss(self._hidden(model, retain), target)
+        return loss

@@ -45,12 +45,12 @@ def unlearn(
     """
     if not forget:
         raise DataError("the forget split is empty: nothing to unlearn")
+    torch.manual_seed(config.seed)  # before the method: RMU draws its random direction
     method = make_method(config.method, model, beta=config.beta)
     if method.uses_retain and not retain:
         raise DataError(f"method {config.method!r} needs a retain split, and it is empty")
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
     params = dict(model.named_parameters())
     optimizer = torch.optim.AdamW(
         [p for p in params.values() if p.requires_grad], lr=config.lr, weight_decay=0.0
