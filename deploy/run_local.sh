@@ -187,10 +187,11 @@ done
 
 # -- runs: train, then test on the saved state --------------------------------------------
 deadline=$((SECONDS + timeout_s))
-run_ids=()
+run_ids=() run_seconds=()
 IFS=, read -r -a stage_list <<< "$stages"
 for stage in "${stage_list[@]}"; do
     say "submitting the $stage run"
+    started=$SECONDS
     submitted=$(cd "$repo" && flwr_op run . pv4fad --format json --run-config \
         "num-parties=$n_parties run-dir=\"$out/run\" stages=\"$stage\"")
     run_id=$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["run-id"])' "$submitted")
@@ -207,9 +208,15 @@ for stage in "${stage_list[@]}"; do
             | "$py" -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["status"])' \
             2>/dev/null || true)
     done
+    run_seconds+=("$stage=$((SECONDS - started))")
     flwr_op log "$run_id" pv4fad --show > "$out/logs/run-$stage.log" 2>&1 || true
-    say "run $run_id ($stage): $status"
-    [[ $status == finished:completed ]] || { say "see $out/logs/run-$stage.log"; exit 1; }
+    say "run $run_id ($stage): $status after $((SECONDS - started)) s"
+    if [[ $status != finished:completed ]]; then
+        tail -n 25 "$out/logs/run-$stage.log" >&2
+        grep -h -A3 "ERROR" "$out"/logs/supernode-*.log 2>/dev/null | tail -n 25 >&2 || true
+        say "logs in $out/logs"
+        exit 1
+    fi
 done
 
 # -- what an auditor does: merge every party's own ledger, then `pv4fad audit` ---------------
@@ -228,11 +235,13 @@ PY
 audit_rc=0
 "$venv/bin/pv4fad" audit "$out/run" --json > "$out/audit.json" || audit_rc=$?
 [[ $audit_rc -le 1 ]] || { say "pv4fad audit failed (exit $audit_rc)"; exit 1; }
-"$py" - "$out" "$scenario" "$parties" "$insecure" "$audit_rc" "${run_ids[@]}" <<'PY'
+"$py" - "$out" "$scenario" "$parties" "$insecure" "$audit_rc" "${run_ids[*]}" \
+    "${run_seconds[*]}" <<'PY'
 import json, sys
-out, scenario, parties, insecure, audit_rc, *runs = sys.argv[1:]
+out, scenario, parties, insecure, audit_rc, runs, seconds = sys.argv[1:]
 print(json.dumps({"out": out, "scenario": scenario, "parties": parties.split(","),
                   "tls": insecure == "0", "supernode_auth": insecure == "0",
-                  "run_ids": runs, "audit": f"{out}/audit.json",
+                  "run_ids": runs.split(), "audit": f"{out}/audit.json",
+                  "run_seconds": {k: int(v) for k, v in (x.split("=") for x in seconds.split())},
                   "audit_checks_pass": audit_rc == "0"}))
 PY
