@@ -193,3 +193,17 @@ def test_bad_inputs_rejected(keys, data, opened) -> None:
 def test_load_missing_key_file(tmp_path) -> None:
     with pytest.raises(CryptoError, match="cannot read"):
         CKKSKeyPair.load(tmp_path / "absent.key")
+
+
+@pytest.mark.slow
+def test_grouped_counts_exact_at_a_million_rows(keys) -> None:
+    rng = np.random.default_rng(11)
+    n, n_groups = 1_000_000, 30
+    status, group = rng.integers(0, N_CAT, n), rng.integers(0, n_groups, n)
+    public = PublicContext.from_bytes(keys.public_context_bytes())
+    opened = EncryptedColumns.from_bytes(encrypt_onehot(keys, status, N_CAT).to_bytes(), public)
+    masked = grouped_sums(opened, group, n_groups)
+    truth = np.zeros((n_groups, N_CAT), np.int64)
+    np.add.at(truth, (group, status), 1)
+    reply = decrypt_slot_sums(keys, masked.ciphertext_bytes())
+    np.testing.assert_array_equal(reply - masked.mask_totals, truth)

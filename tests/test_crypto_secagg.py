@@ -100,3 +100,22 @@ def test_mismatched_or_tampered_inputs_rejected(members) -> None:
                                        _publics(members))
     with pytest.raises(CryptoError, match="62 bits"):
         encode_fixed(np.array([1e30]))
+
+
+def test_inputs_relayed_through_the_channel_are_authenticated(members) -> None:
+    from crypto.channel import MessageHeader, open_sealed, seal
+
+    receiver = E2EIdentity.generate()
+    vectors = {p: np.arange(10, dtype=np.int64) for p in PARTIES}
+    inputs = _inputs(members, vectors, PARTIES)
+    headers = {p: MessageHeader("run", "noise", 0, p, "pns", "secagg_input") for p in PARTIES}
+    relayed = {p: seal(members[p].identity, receiver.public_bytes(), inputs[p], headers[p])
+               for p in PARTIES}
+    opened = {p: open_sealed(receiver, members[p].identity.public_bytes(), relayed[p],
+                             headers[p]) for p in PARTIES}
+    assert np.array_equal(aggregate(opened, PARTIES, "r1").view(np.int64), 5 * vectors["bank01"])
+    forged = bytearray(relayed["bank02"])
+    forged[-20] ^= 0x08  # the coordinator flips a bit of a relayed input
+    with pytest.raises(CryptoError, match="from bank02 in phase 'noise': authentication"):
+        open_sealed(receiver, members["bank02"].identity.public_bytes(), bytes(forged),
+                    headers["bank02"])
