@@ -9,6 +9,10 @@ models never leave it.
 
 Messages (the coordinator's phase names): `query.hello` -> client name; `train` -> train the
 listed shards; `query.forget` -> forget ids in one shard; `query.predict` -> probabilities.
+Both sides record every message in their transcript ledger (`<root>/transcript.jsonl` here)
+with the classes below. Prediction is the one plaintext exchange: the coordinator's query
+rows go to the hosts and each shard's probabilities come back, because the coordinator is
+the party that holds and answers with the ensemble.
 """
 
 from __future__ import annotations
@@ -24,6 +28,23 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from federation.sisa.shard import ShardSpec, ShardStore, ShardUpdate
+from federation.transcript import PayloadClass, TranscriptLedger
+
+PUBLIC, PLAINTEXT = PayloadClass.PUBLIC, PayloadClass.PLAINTEXT
+# (request fields, reply fields) per phase. Row ids are routing metadata.
+FIELD_CLASSES: dict[str, tuple[dict[str, PayloadClass], dict[str, PayloadClass]]] = {
+    "hello": ({}, {"client": PUBLIC}),
+    "train": ({"specs": PUBLIC, "slices": PUBLIC}, {"updates": PUBLIC}),
+    "forget": ({"shard": PUBLIC, "ids": PUBLIC}, {"update": PUBLIC}),
+    "predict": ({"shards": PUBLIC, "features": PLAINTEXT}, {"shards": PUBLIC, "proba": PLAINTEXT}),
+}
+COORDINATOR = "coordinator"
+
+
+def message_bytes(content: RecordDict) -> int:
+    """Payload size: the JSON body plus any arrays."""
+    size = sum(len(str(r["json"])) for r in content.config_records.values())
+    return size + sum(r.count_bytes() for r in content.array_records.values())
 
 
 class ShardHost:
@@ -53,10 +74,26 @@ def make_client_app(hosts: Mapping[int, tuple[str, str]]) -> ClientApp:
         name, root = hosts[int(context.node_config["partition-id"])]
         return ShardHost(name, Path(root))
 
-    def reply(msg: Message, fields: dict[str, Any], arrays: ArrayRecord | None = None) -> Message:
+    def reply(
+        msg: Message, context: Context, fields: dict[str, Any], arrays: ArrayRecord | None = None
+    ) -> Message:
         content = RecordDict({"result": ConfigRecord({"json": json.dumps(fields)})})
         if arrays is not None:
             content["proba"] = arrays
+        host = host_of(context)
+        phase = msg.metadata.message_type.removeprefix("query.")
+        ledger = TranscriptLedger(host.name, str(context.run_id), host.root / "transcript.jsonl")
+        for direction, body, classes in (
+            ("received", msg.content, FIELD_CLASSES[phase][0]),
+            ("sent", content, FIELD_CLASSES[phase][1]),
+        ):
+            sender, receiver = (COORDINATOR, host.name) if direction == "received" else (
+                host.name, COORDINATOR)
+            ledger.record(
+                direction=direction, round=0, phase=phase, sender=sender, receiver=receiver,
+                message_type=msg.metadata.message_type, nbytes=message_bytes(body),
+                fields=classes,
+            )
         return Message(content, reply_to=msg)
 
     def request(msg: Message) -> dict[str, Any]:
@@ -64,20 +101,20 @@ def make_client_app(hosts: Mapping[int, tuple[str, str]]) -> ClientApp:
 
     @app.query("hello")
     def hello(msg: Message, context: Context) -> Message:
-        return reply(msg, {"client": host_of(context).name})
+        return reply(msg, context, {"client": host_of(context).name})
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         body = request(msg)
         specs = [ShardSpec(**s) for s in body["specs"]]
         updates = host_of(context).train(specs, body["slices"])
-        return reply(msg, {"updates": [asdict(u) for u in updates]})
+        return reply(msg, context, {"updates": [asdict(u) for u in updates]})
 
     @app.query("forget")
     def forget(msg: Message, context: Context) -> Message:
         body = request(msg)
         update = host_of(context).forget(int(body["shard"]), list(body["ids"]))
-        return reply(msg, {"update": asdict(update)})
+        return reply(msg, context, {"update": asdict(update)})
 
     @app.query("predict")
     def predict(msg: Message, context: Context) -> Message:
@@ -85,6 +122,6 @@ def make_client_app(hosts: Mapping[int, tuple[str, str]]) -> ClientApp:
         features = msg.content.array_records["features"].to_numpy_ndarrays()[0]
         proba = host_of(context).predict(shards, features)
         arrays = ArrayRecord(numpy_ndarrays=[proba[s] for s in shards])
-        return reply(msg, {"shards": shards}, arrays)
+        return reply(msg, context, {"shards": shards}, arrays)
 
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,10 +13,11 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.server import Grid
 
-from clients.sisa_shard import make_client_app
+from clients.sisa_shard import COORDINATOR, FIELD_CLASSES, make_client_app, message_bytes
 from federation.errors import ProtocolError, Pv4fadError
 from federation.simulation import run_federation, wait_for_nodes
 from federation.sisa.shard import ShardSpec, ShardUpdate
+from federation.transcript import TranscriptLedger
 from server.sisa import ShardProba, SisaCoordinator, client_name
 
 T = TypeVar("T")
@@ -24,14 +26,19 @@ T = TypeVar("T")
 class FlowerTransport:
     """Reaches shard hosts through the Flower grid; hosts introduce themselves by name."""
 
-    def __init__(self, grid: Grid, expected: int, timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, grid: Grid, expected: int, ledger: TranscriptLedger, timeout_s: float = 600.0
+    ) -> None:
         self.grid = grid
+        self.ledger = ledger
         self.timeout_s = timeout_s
         nodes = wait_for_nodes(grid, expected)
         self.nodes: dict[str, int] = {}
+        self.names: dict[int, str] = {}
         for node in nodes:
             name = str(self._send(node, "query.hello", {})[0]["client"])
             self.nodes[name] = node
+            self.names[node] = name
 
     def _send(
         self, node: int, message_type: str, body: dict[str, Any], arrays: ArrayRecord | None = None
@@ -44,10 +51,24 @@ class FlowerTransport:
         if not replies:
             raise ProtocolError(f"node {node} did not answer {message_type} in {self.timeout_s} s")
         reply = replies[0]
+        phase = message_type.removeprefix("query.")
+        host = self.names.get(node, f"node {node}")
+        self._record("sent", phase, message_type, COORDINATOR, host, content)
         if reply.has_error():
-            raise ProtocolError(f"node {node} failed {message_type}: {reply.error.reason}")
+            raise ProtocolError(f"{host} failed {message_type}: {reply.error.reason}")
+        self._record("received", phase, message_type, host, COORDINATOR, reply.content)
         result = json.loads(str(reply.content.config_records["result"]["json"]))
         return result, reply
+
+    def _record(
+        self, direction: str, phase: str, message_type: str, sender: str, receiver: str,
+        content: RecordDict,
+    ) -> None:
+        classes = FIELD_CLASSES[phase][0 if direction == "sent" else 1]
+        self.ledger.record(
+            direction=direction, round=0, phase=phase, sender=sender, receiver=receiver,
+            message_type=message_type, nbytes=message_bytes(content), fields=classes,
+        )
 
     def _node(self, client: str) -> int:
         if client not in self.nodes:
@@ -60,7 +81,7 @@ class FlowerTransport:
     def train(
         self, client: str, specs: list[ShardSpec], slices: list[list[list[int]]]
     ) -> list[ShardUpdate]:
-        body = {"specs": [vars(s) for s in specs], "slices": slices}
+        body = {"specs": [asdict(s) for s in specs], "slices": slices}
         result, _ = self._send(self._node(client), "train", body)
         return [ShardUpdate(**u) for u in result["updates"]]
 
@@ -94,7 +115,9 @@ def run_sisa_federation(
         raise ProtocolError("every shard host is down: nothing to run")
     hosts = {pid: (name, str(run_dir / "clients" / name)) for pid, name in enumerate(online)}
 
-    def server_main(grid: Grid, _context: Any) -> T:
-        return action(SisaCoordinator(run_dir, FlowerTransport(grid, len(online))))
+    def server_main(grid: Grid, context: Any) -> T:
+        path = run_dir / "coordinator" / "transcript.jsonl"
+        ledger = TranscriptLedger(COORDINATOR, str(context.run_id), path)
+        return action(SisaCoordinator(run_dir, FlowerTransport(grid, len(online), ledger)))
 
     return run_federation(server_main, make_client_app(hosts), len(online), verbose=verbose)

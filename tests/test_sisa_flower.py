@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from federation.sisa.data import load_dataset
+from federation.transcript import read_ledger
 from server.sisa import LocalTransport, SisaConfig, SisaCoordinator
 from server.sisa_flower import run_sisa_federation
 
@@ -45,3 +46,12 @@ def test_forget_over_flower_with_a_host_down(tmp_path: Path) -> None:
     reference = SisaCoordinator(tmp_path / "ref", LocalTransport(tmp_path / "ref", CONFIG.clients))
     reference.train(CONFIG, exclude=ids)
     assert np.array_equal(proba, reference.predict(rows).proba)
+
+    # Both sides recorded every message; only the prediction exchange carries plaintext.
+    coordinator_view = list(read_ledger(run / "coordinator/transcript.jsonl"))
+    host_views = [e for host in ("client00", "client01")
+                  for e in read_ledger(run / "clients" / host / "transcript.jsonl")]
+    assert len(coordinator_view) == len(host_views) > 0
+    plaintext = {(e.phase, f) for e in coordinator_view + host_views
+                 for f, c in e.fields.items() if c == "plaintext"}
+    assert plaintext == {("predict", "features"), ("predict", "proba")}

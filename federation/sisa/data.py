@@ -28,7 +28,7 @@ GERMAN_CATEGORIES: dict[str, list[object]] = {
 # Fixed scales (roughly the column maxima) so numeric features lie near [0, 1].
 GERMAN_SCALES: dict[str, float] = {"credit_amount": 20000.0, "duration": 72.0, "age": 80.0}
 YOUNG_AGE = 25  # age group: under 25 versus 25 and over (the usual cut for this data)
-DATASETS = ("german", "text")
+DATASETS = ("german", "text", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ def load_dataset(name: str) -> SisaDataset:
         return load_german()
     if name == "text":
         return load_text()
+    if name == "synthetic":
+        return load_synthetic()
     raise DataError(f"unknown SISA dataset {name!r}: expected one of {', '.join(DATASETS)}")
 
 
@@ -100,6 +102,22 @@ def load_text(n: int = 600, seed: int = 7, max_length: int = 24) -> SisaDataset:
     texts, labels, style = generate_text_messages(n, seed)
     tokens = tokenize(texts, max_length)
     return SisaDataset("text", np.arange(n), tokens, labels, {"style": style})
+
+
+@lru_cache(maxsize=1)
+def load_synthetic(n: int = 20000, seed: int = 11) -> SisaDataset:
+    """Generated credit-like rows, large enough that group rates are measured precisely:
+    8 Gaussian features (two shifted for group 1), a logistic label whose base rate is
+    lower and noisier for group 1 (30 % of rows). Group `group`."""
+    rng = np.random.default_rng(seed)
+    group = (rng.random(n) < 0.3).astype(np.int64)
+    features = rng.normal(size=(n, 8))
+    features[:, :2] += 0.5 * group[:, None]
+    weights = np.array([1.0, -0.8, 0.6, 0.5, -0.4, 0.3, 0.0, 0.0])
+    logit = features @ weights + 0.8 - 0.6 * group
+    noise = np.where(group == 1, 1.6, 1.0)  # group 1's label is less predictable
+    labels = (logit + noise * rng.logistic(size=n) > 0).astype(np.int64)
+    return SisaDataset("synthetic", np.arange(n), features, labels, {"group": group})
 
 
 _ISSUES = {
