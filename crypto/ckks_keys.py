@@ -42,9 +42,9 @@ class CKKSParams:
     poly_modulus_degree: int = 8192
     coeff_mod_bit_sizes: tuple[int, ...] = (60, 60, 60, 38)
     encrypt_scale_bits: int = 60
-    plain_scale_bits: int = 20
+    plain_scale_bits: int = 56
     mask_bits: int = 44
-    flood_bits: int = 58
+    flood_bits: int = 96
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
@@ -91,8 +91,8 @@ class CKKSParams:
             )
         if not 1 <= self.mask_bits <= MAX_MASK_BITS:
             raise CryptoError(f"CKKS parameters: mask_bits must be in [1, {MAX_MASK_BITS}]")
-        # The flood (about 2^(flood_bits + 8) per coefficient) must stay 2^20 below the
-        # product scale so that it moves no slot by more than about 2^-6.
+        # The flood (about 2^(flood_bits + 4) per coefficient) must stay 2^20 below the
+        # product scale so that it moves no slot by more than about 2^-9 (one sigma).
         if not 0 <= self.flood_bits <= self.encrypt_scale_bits + self.plain_scale_bits - 20:
             raise CryptoError(
                 "CKKS parameters: flood_bits must be in [0, encrypt + plain scale bits - 20]"
