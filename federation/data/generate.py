@@ -85,9 +85,10 @@ def generate(out_dir: str | Path, scale: str, seed: int) -> Path:
     }
     counts: dict[str, dict[str, int]] = {}
     for stage, stage_spec in stages.items():
-        table, counts[stage] = simulate_stage(rng, world, stage_spec, mix, decoys)
-        counts[stage]["rows"] = table.num_rows
-        counts[stage]["anomalous_rows"] = int(np.asarray(table["Label"]).sum())
+        table, mechanism = simulate_stage(rng, world, stage_spec, mix, decoys)
+        per = np.bincount(mechanism[mechanism >= 0], minlength=len(mix.names()))
+        counts[stage] = {"rows": table.num_rows, "anomalous_rows": int(per.sum())}
+        counts[stage] |= dict(zip(mix.names(), per.tolist(), strict=True))
         _write_stage(out, stage, table, world, bank_files)
         del table
     (out / schema.SCENARIOS_FILE).write_text("\n".join(SCENARIO_BANK_CLIENTS) + "\n")
@@ -96,7 +97,7 @@ def generate(out_dir: str | Path, scale: str, seed: int) -> Path:
         "seed": seed,
         "anomaly_mix": asdict(mix),
         "decoys": asdict(decoys),
-        "anomalous_payments_by_mechanism": counts,
+        "anomalous_rows_by_mechanism": counts,
         "seconds": round(time.perf_counter() - started, 2),
     }
     (out / GENERATOR_INFO).write_text(json.dumps(info, indent=2) + "\n")

@@ -218,13 +218,24 @@ def _read_csv(path: Path, header: list[str], types: dict[str, pa.DataType]) -> p
     except pa.ArrowInvalid as exc:
         if bad_rows:
             row = bad_rows[0]
-            where = f"line {row.number}" if row.number is not None else "a row"
+            line = row.number if row.number is not None else _first_ragged_line(path)
             raise DataError(
-                f"{path}: {where}: expected {row.expected_columns} fields, found "
+                f"{path}: line {line}: expected {row.expected_columns} fields, found "
                 f"{row.actual_columns}"
             ) from None
         raise _conversion_error(path, header, str(exc)) from None
     return table.to_pandas(types_mapper=_string_dtype)
+
+
+def _first_ragged_line(path: Path) -> int | str:
+    """Line number of the first row whose field count differs from the header's (slow path)."""
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        width = len(next(reader))
+        for row in reader:
+            if len(row) != width:
+                return reader.line_num
+    return "?"
 
 
 def _string_dtype(arrow_type: pa.DataType) -> Any:

@@ -31,15 +31,15 @@ DAY = 86_400
 class AnomalyMix:
     """Share of anomalous payments produced by each mechanism (they sum to 1)."""
 
-    currency_mismatch: float = 0.15
-    settlement_gap: float = 0.15
-    amount_outlier: float = 0.14
-    rare_corridor: float = 0.10
-    layering: float = 0.08
-    missing_account: float = 0.11
-    details_mismatch: float = 0.11
-    flagged_account: float = 0.12
-    unexplained: float = 0.04
+    currency_mismatch: float = 0.14
+    settlement_gap: float = 0.13
+    amount_outlier: float = 0.12
+    rare_corridor: float = 0.08
+    layering: float = 0.03  # 4-6 legs each, so about 11 % of anomalous rows
+    missing_account: float = 0.15
+    details_mismatch: float = 0.15
+    flagged_account: float = 0.17
+    unexplained: float = 0.03
 
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self))
@@ -53,9 +53,9 @@ class Decoys:
     """Rates, among normal payments, of traits that resemble an anomaly mechanism."""
 
     fx_instructed: float = 0.4  # share of an FX account's payments instructed in home currency
-    long_gap: float = 0.0003
+    long_gap: float = 0.0001
     big_amount: float = 0.0001
-    off_corridor: float = 0.0003
+    off_corridor: float = 0.0002
     long_route: float = 0.0002
     stale_account: float = 0.00005
     details_typo: float = 0.0002
@@ -111,7 +111,10 @@ def _parties(rng: np.random.Generator, world: World, mech: np.ndarray, decoy: di
 
 
 def _settlement(rng: np.random.Generator, mech: np.ndarray, decoy: dict, day: np.ndarray):
-    """SettlementDate (days from EPOCH): next business days, abnormal for the gap mechanism."""
+    """SettlementDate as yymmdd, counted from `day`, the day of the payment's last leg.
+
+    Normally the same or one of the next business days; abnormal for the gap mechanism.
+    """
     gap = rng.choice([0, 1, 2], size=len(day), p=[0.6, 0.37, 0.03])
     sday = day + gap
     weekday = sday % 7  # EPOCH is a Monday
@@ -119,7 +122,7 @@ def _settlement(rng: np.random.Generator, mech: np.ndarray, decoy: dict, day: np
     long = decoy["long_gap"]
     sday[long] = day[long] + rng.integers(4, 8, int(long.sum()))
     odd = mech == MECH["settlement_gap"]
-    odd_gap = rng.choice([-3, -2, -1, 5, 6, 7, 8, 9, 10], size=int(odd.sum()))
+    odd_gap = rng.choice([-3, -2, -1, 6, 7, 8, 9, 10, 11, 12], size=int(odd.sum()))
     sday[odd] = day[odd] + odd_gap
     dates = pd.DatetimeIndex(EPOCH + sday.astype("timedelta64[D]"))
     return (dates.year % 100) * 10000 + dates.month * 100 + dates.day
@@ -133,8 +136,8 @@ def _amounts(rng: np.random.Generator, world: World, mech: np.ndarray, decoy: di
     bank_side |= np.isin(mech, [MECH["flagged_account"], MECH["rare_corridor"]])
     z[bank_side] = rng.uniform(2.0, 3.5, int(bank_side.sum()))
     outlier = mech == MECH["amount_outlier"]
-    z[outlier] = rng.uniform(4.5, 7.0, int(outlier.sum()))
-    z[decoy["big_amount"]] = rng.uniform(4.0, 6.0, int(decoy["big_amount"].sum()))
+    z[outlier] = rng.uniform(5.0, 8.0, int(outlier.sum()))
+    z[decoy["big_amount"]] = rng.uniform(3.5, 5.5, int(decoy["big_amount"].sum()))
     usd = np.exp(world.amount_mu[o] + world.amount_sigma[o] * z)
     cur_of_country = np.array([c[1] for c in COUNTRIES])
     rate_of = dict(zip(cur_of_country, [c[2] for c in COUNTRIES], strict=True))
@@ -209,8 +212,12 @@ def _cut(rng: np.random.Generator, mech: np.ndarray, decoy: dict, rows: int) -> 
 
 def simulate_stage(
     rng: np.random.Generator, world: World, spec: StageSpec, mix: AnomalyMix, decoys: Decoys
-) -> tuple[pa.Table, dict[str, int]]:
-    """One stage as a challenge-format transactions table, and anomalous payments per mechanism."""
+) -> tuple[pa.Table, np.ndarray]:
+    """One stage as a challenge-format transactions table, and each row's mechanism.
+
+    The mechanism is an index into `AnomalyMix().names()`, or -1 for a normal payment; it is
+    ground truth for analysis and is not written to the data set.
+    """
     p = spec.rows  # an upper bound: every payment has at least one leg
     shares = np.array(astuple(mix), dtype=float)
     mech = np.where(
@@ -230,12 +237,11 @@ def simulate_stage(
     decoy = {k: v[:p] for k, v in decoy.items()} | {"fx_instructed": decoys.fx_instructed}
     who = _parties(rng, world, mech, decoy)
     start = spec.first_day * DAY + rng.integers(0, spec.days * DAY, p)
+    hop = rng.integers(60, 1800, p)  # seconds between consecutive legs
     columns = _amounts(rng, world, mech, decoy, who)
-    columns["SettlementDate"] = _settlement(rng, mech, decoy, start // DAY)
+    columns["SettlementDate"] = _settlement(rng, mech, decoy, (start + (legs - 1) * hop) // DAY)
     columns |= _beneficiary(rng, world, mech, decoy, who["ben"])
-    table = _legs(rng, world, spec, mech, legs, who, start, columns)
-    counts = {name: int((mech == i).sum()) for name, i in MECH.items()}
-    return table, counts
+    return _legs(rng, world, spec, mech, legs, who, start, hop, columns)
 
 
 def _uetrs(rng: np.random.Generator, p: int) -> pa.Array:
@@ -255,12 +261,11 @@ def _uetrs(rng: np.random.Generator, p: int) -> pa.Array:
     return to_strings(np.hstack(parts))
 
 
-def _legs(rng, world: World, spec: StageSpec, mech, legs, who, start, columns) -> pa.Table:
+def _legs(rng, world: World, spec: StageSpec, mech, legs, who, start, hop, columns):
     """Expand payments into time-ordered leg messages in the challenge's column order."""
     p, n = len(legs), int(legs.sum())
     pay = np.repeat(np.arange(p), legs)
     leg = np.arange(n) - np.repeat(np.cumsum(legs) - legs, legs)
-    hop = rng.integers(60, 1800, p)
     ts = start[pay] + leg * hop[pay]
     order = np.argsort(ts, kind="stable")
     pay, leg, ts = pay[order], leg[order], ts[order]
@@ -300,4 +305,4 @@ def _legs(rng, world: World, spec: StageSpec, mech, legs, who, start, columns) -
     for col in ("SettlementCurrency", "SettlementAmount", "InstructedCurrency", "InstructedAmount"):
         out[col] = pa.array(columns[col][pay])
     out["Label"] = pa.array((mech[pay] >= 0).astype(np.int64))
-    return pa.table(out)
+    return pa.table(out), mech[pay].astype(np.int8)
