@@ -63,3 +63,34 @@ def _wagle(worker, tokenizer, subset, splits):
     from llm_modules.unlearning.wagle import build_mask
 
     return build_mask("wagle", worker, tokenizer, subset, splits["retain"], 0.9, seed=3)
+
+
+class _Reply:
+    """Stand-in for a worker's reply message (content and sender id only)."""
+
+    def __init__(self, node: int, status: dict, vector: dict | None = None) -> None:
+        from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+
+        records = {"status": ConfigRecord(status)}
+        if vector is not None:
+            records["task_vector"] = ArrayRecord(torch_state_dict=vector)
+        self.content = RecordDict(records)
+        self.metadata = type("Meta", (), {"src_node_id": node})()
+
+    def has_error(self) -> bool:
+        return False
+
+
+def test_coordinator_names_a_failed_worker_and_a_missing_subset():
+    import pytest
+
+    from federation.errors import ProtocolError
+    from server.unlearning import _collect
+
+    ok = _Reply(7, {"attribute_value": "arts", "facts": 4}, {"w": torch.zeros(2)})
+    failed = _Reply(9, {"error": "forget file 'x' does not exist"})
+    with pytest.raises(ProtocolError, match="worker 9: forget file 'x' does not exist"):
+        _collect([ok, failed], 2)
+    with pytest.raises(ProtocolError, match="expected 2 distinct attribute subsets, got 1"):
+        _collect([ok], 2)
+    assert set(_collect([ok], 1)) == {"arts"}

@@ -11,7 +11,13 @@ import torch
 
 from federation import cli as federation_cli
 from federation.errors import DataError, Pv4fadError
-from llm_modules.models import ModelError, TinyModelConfig, load_causal_lm
+from llm_modules.models import (
+    ModelError,
+    TinyModelConfig,
+    load_causal_lm,
+    save_causal_lm,
+    tiny_causal_lm,
+)
 from llm_modules.unlearning.benchmark import BenchmarkConfig, build_benchmark
 from llm_modules.unlearning.data import encode_facts, load_facts
 from llm_modules.unlearning.evaluate import evaluate_unlearning
@@ -197,3 +203,16 @@ def test_npo_reference_model_stays_frozen(bench):
             UnlearnConfig(method="graddiff", epochs=1))
     for name, value in method.reference.state_dict().items():
         assert torch.equal(value, snapshot[name])
+
+
+def test_a_llama_architecture_runs_through_the_same_path(bench, tmp_path):
+    paths, splits = bench
+    _, tokenizer = load_causal_lm(paths.target)
+    llama = tiny_causal_lm(TinyModelConfig(arch="llama", width=32, heads=2), tokenizer, seed=0)
+    model, tokenizer = load_causal_lm(save_causal_lm(llama, tokenizer, tmp_path / "llama"))
+    assert model.config.model_type == "llama"
+    mask = build_mask("wagle", model, tokenizer, splits["forget"], splits["retain"], 0.9)
+    unlearn(model, tokenizer, splits["forget"], splits["retain"],
+            UnlearnConfig(method="rmu", epochs=1), mask=mask)
+    got = evaluate_unlearning(model, tokenizer, {"forget": splits["forget"]})
+    assert 0.0 <= got["forget_probability"] <= 1.0

@@ -78,6 +78,7 @@ class BenchSettings:
     data: BenchmarkConfig
     unlearn: UnlearnConfig
     variants: tuple[Variant, ...]
+    retain_eval: int | None = None  # evaluate on this many retain facts (TOFU: a subset)
 
 
 def settings(quick: bool, seeds: int | None = None) -> BenchSettings:
@@ -92,7 +93,7 @@ def settings(quick: bool, seeds: int | None = None) -> BenchSettings:
     data = BenchmarkConfig(n_entities=100, n_forget=10, n_holdout=10)
     return BenchSettings(
         tuple(range(seeds or 5)), (2e-4, 4e-4, 8e-4, 1.6e-3), data, UnlearnConfig(epochs=10),
-        VARIANTS,
+        VARIANTS, retain_eval=80,
     )
 
 
@@ -127,11 +128,13 @@ def run_seed(
     """{variant: {lr: metric report}} plus the target and retain-only rows, for one seed."""
     paths = build_benchmark(replace(bench.data, seed=seed), root, log=log)
     splits = paths.load_splits()
+    # Unlearning uses the whole retain split; evaluation may use its first facts only.
+    evaluated = {**splits, "retain": splits["retain"][: bench.retain_eval]}
     retain_model, tokenizer = load_causal_lm(paths.retain_model)
     target, _ = load_causal_lm(paths.target)
-    reference: Scores = score_splits(retain_model, tokenizer, splits)
+    reference: Scores = score_splits(retain_model, tokenizer, evaluated)
     rows = {
-        "target": {"-": report(score_splits(target, tokenizer, splits), reference)},
+        "target": {"-": report(score_splits(target, tokenizer, evaluated), reference)},
         "retain-only": {"-": report(reference, reference)},
     }
     for variant in bench.variants:
@@ -139,7 +142,7 @@ def run_seed(
         for lr in bench.learning_rates:
             config = replace(bench.unlearn, lr=lr, seed=seed)
             model = run_variant(variant, target, tokenizer, splits, config)
-            scores = score_splits(model, tokenizer, splits)
+            scores = score_splits(model, tokenizer, evaluated)
             rows[variant.name][f"{lr:g}"] = report(scores, reference)
         log(f"seed {seed} {variant.name}: " + ", ".join(
             f"lr {lr} FQ {r['forget_quality']:.3f} MU {r['model_utility']:.3f}"
@@ -207,6 +210,8 @@ def run_benchmark(
         "seeds": list(bench.seeds),
         "learning_rates": list(bench.learning_rates),
         "epochs": bench.unlearn.epochs,
+        "entities": bench.data.n_entities,
+        "retain_eval": bench.retain_eval,
         "per_seed": per_seed,
         "summary": summarise(per_seed),
         "utility_at_forgetting": utility_at_forgetting(per_seed),
