@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from federation.cli import emit, progress
-from federation.errors import Pv4fadError
+from federation.errors import ProtocolError, Pv4fadError
 from federation.sisa.data import DATASETS, load_dataset
 from federation.sisa.learners import LEARNERS
 from llm_modules.fairness.equalized_odds import OBJECTIVES
@@ -82,7 +82,9 @@ def _with_coordinator(args: argparse.Namespace, clients: int, action: Any) -> An
         return action(SisaCoordinator(args.run, LocalTransport(args.run, clients, down)))
     from server.sisa_flower import run_sisa_federation
 
-    progress(f"starting {clients - len(down)} shard hosts as Flower SuperNodes")
+    up = clients - len(set(down))
+    progress(f"starting {up} shard hosts as Flower SuperNodes" if up > 0 else
+             "no shard host is up: requests will be queued")
     return run_sisa_federation(args.run, clients, action, down=down)
 
 
@@ -128,7 +130,11 @@ def _forget(args: argparse.Namespace) -> int:
 
     def action(coordinator: SisaCoordinator) -> dict[str, Any]:
         report = coordinator.forget(ids)
-        return {**report, "evaluation": evaluate(coordinator)}
+        try:
+            evaluation = evaluate(coordinator)
+        except ProtocolError as exc:  # every shard down or waiting: the request still stands
+            evaluation = {"unavailable": str(exc)}
+        return {**report, "evaluation": evaluation}
 
     result = _with_coordinator(args, clients, action)
     queued = result["queued"]

@@ -18,7 +18,7 @@ from federation.errors import ProtocolError, Pv4fadError
 from federation.simulation import run_federation, wait_for_nodes
 from federation.sisa.shard import ShardSpec, ShardUpdate
 from federation.transcript import TranscriptLedger
-from server.sisa import ShardProba, SisaCoordinator, client_name
+from server.sisa import LocalTransport, ShardProba, SisaCoordinator, client_name
 
 T = TypeVar("T")
 
@@ -112,7 +112,8 @@ def run_sisa_federation(
         raise Pv4fadError(f"--down names unknown hosts {unknown}: expected among {names}")
     online = [n for n in names if n not in down]
     if not online:
-        raise ProtocolError("every shard host is down: nothing to run")
+        # No SuperNode to start; the coordinator still runs so that requests are queued.
+        return action(SisaCoordinator(run_dir, LocalTransport(run_dir, clients, names)))
     hosts = {pid: (name, str(run_dir / "clients" / name)) for pid, name in enumerate(online)}
 
     def server_main(grid: Grid, context: Any) -> T:

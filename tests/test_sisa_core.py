@@ -148,6 +148,15 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert result["evaluation"]["accuracy_majority"] > 0.6
     assert main(["sisa", "forget", "--run", str(tmp_path), "--ids", "99999", "--in-process"]) == 2
     assert "not in any shard" in capsys.readouterr().err
+    # Every host down: the request is queued and reported, not lost.
+    held = _coordinator(tmp_path).registry["shard_ids"]["0"][:1]
+    argv = ["sisa", "forget", "--run", str(tmp_path), "--ids", str(held[0]), "--in-process",
+            "--down", "client00,client01", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [q["ids"] for q in result["queued"]] == [held] and "unavailable" in result["evaluation"]
+    assert main(["sisa", "status", "--run", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == result["queued"]
 
 
 @pytest.mark.slow
