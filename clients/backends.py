@@ -17,9 +17,10 @@ from federation import wire
 from federation.transcript import PayloadClass
 
 # Fixed-point scales: secure-aggregation inputs carry round(x * 2^8); per-row scores
-# computed under CKKS carry round(score * 2^16).
+# computed under CKKS carry round(score * 2^8): fewer fraction bits, stronger masks
+# (docs/security.md: 2^-34 statistical distance per row).
 FIXED_POINT_BITS = 8
-ROW_FRAC_BITS = 16
+ROW_FRAC_BITS = 8
 
 
 class Backend(Protocol):

@@ -61,11 +61,12 @@ class PaymentNetwork(Party):
 
         tx = load_transactions(self.settings.data_root, self.settings.scenario, self.stage)
         if self.stage == "train":
-            featurizer = PNSFeaturizer().fit(tx)
-            features = featurizer.transform(tx)
+            featurizer = PNSFeaturizer()
+            # Leave-one-out history features on training rows, as at test time.
+            features = featurizer.fit_transform(tx)
             labels = tx["Label"].to_numpy(dtype=np.int8)
             forest, scores = _fit_forest(features, labels, self.config.seed)
-            edges = score_bin_edges(scores, self.config.n_bins)
+            edges = score_bin_edges(scores, self.config.n_bins, float(labels.mean()))
             self._save_model("pns_model.pkl", {"featurizer": featurizer, "forest": forest,
                                                "edges": edges})
         else:

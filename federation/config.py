@@ -13,8 +13,9 @@ class ProtocolConfig:
     """Public parameters every party sees.
 
     epsilon/delta: training budget for the bank-derived joint counts (per bank account).
-    inference_epsilon: output-privacy budget per released test score (None: no output noise).
-    n_bins: PNS score bins of the status-aware table.
+    inference_epsilon: output privacy: k-ary randomized response on each queried identity's
+      status at test time (None: exact scores, which the audit flags).
+    n_bins: edges between PNS score bins of the status-aware table (n_bins + 1 bins).
     max_rows_per_account: training rows per beneficiary account that enter the counts;
       bounds the sensitivity of the counts to one account's bank record.
     plaintext: crypto switched off (kept only to measure the cost of privacy).
@@ -22,8 +23,8 @@ class ProtocolConfig:
 
     epsilon: float = 1.0
     delta: float = 1e-6
-    inference_epsilon: float | None = None
-    n_bins: int = 12
+    inference_epsilon: float | None = 8.0
+    n_bins: int = 2
     max_rows_per_account: int = 2
     plaintext: bool = False
     seed: int = 0

@@ -168,7 +168,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", choices=("all", *STAGES), default="all")
     p.add_argument("--epsilon", type=float, default=ProtocolConfig.epsilon)
     p.add_argument("--delta", type=float, default=ProtocolConfig.delta)
-    p.add_argument("--inference-epsilon", type=float, default=ProtocolConfig.inference_epsilon)
+    p.add_argument("--inference-epsilon", type=_optional_float,
+                   default=ProtocolConfig.inference_epsilon, metavar="E|none",
+                   help="output privacy per beneficiary identity (none: exact scores)")
     p.add_argument("--n-bins", type=int, default=ProtocolConfig.n_bins)
     p.add_argument("--max-rows-per-account", type=int,
                    default=ProtocolConfig.max_rows_per_account)
@@ -182,6 +184,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
 
 
 def _cmd(args: argparse.Namespace) -> int:

@@ -15,14 +15,17 @@ import pandas as pd
 
 # Pseudo-count of the shrinkage towards the PNS-only rate of the bin.
 PRIOR_WEIGHT = 2.0
-# Bin edges sit at these upper-tail masses of the training score distribution, so that
-# the rare high-score rows get fine bins.
-_MIN_TAIL = 1e-4
 
 
-def score_bin_edges(scores: np.ndarray, n_bins: int) -> np.ndarray:
-    """`n_bins` increasing edges (so n_bins + 1 bins) from the training scores."""
-    tail = np.geomspace(0.5, _MIN_TAIL, n_bins)
+def score_bin_edges(scores: np.ndarray, n_bins: int, positive_rate: float) -> np.ndarray:
+    """`n_bins` increasing edges (so n_bins + 1 bins) from the training scores.
+
+    The edges sit at upper-tail masses from 10x the anomaly rate down to the rate itself:
+    coarse bins keep every released cell large against the DP noise, and the ranking
+    inside a bin comes from the PNS's own score (tie-break), so little is lost.
+    """
+    rate = float(np.clip(positive_rate, 1e-5, 0.05))
+    tail = np.geomspace(10 * rate, rate, n_bins) if n_bins > 1 else np.array([10 * rate])
     edges = np.quantile(scores, 1.0 - tail)
     return np.maximum.accumulate(edges + np.arange(n_bins) * 1e-12)
 

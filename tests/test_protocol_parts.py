@@ -63,12 +63,13 @@ def test_privacy_checks_flag_each_kind_of_violation(tmp_path):
     assert traffic(clean)["swift"]["received"] == 20
 
 
-def test_bin_edges_are_increasing_and_fine_in_the_tail():
+def test_bin_edges_follow_the_anomaly_rate():
     scores = np.random.default_rng(0).random(100_000) ** 8
-    edges = score_bin_edges(scores, 10)
-    assert len(edges) == 10 and np.all(np.diff(edges) > 0)
-    bins = np.digitize(scores, edges)
-    assert (bins == 10).sum() < 50  # top bin holds about 0.01 % of rows
+    edges = score_bin_edges(scores, 2, positive_rate=0.001)
+    assert len(edges) == 2 and np.all(np.diff(edges) > 0)
+    counts = np.bincount(np.digitize(scores, edges), minlength=3)
+    assert counts[2] == pytest.approx(100, abs=5)  # top bin: the anomaly rate
+    assert counts[1] == pytest.approx(900, abs=15)  # next: up to 10x the rate
 
 
 def test_capped_rows_keeps_at_most_cap_rows_per_account():

@@ -1,0 +1,178 @@
+"""Benchmark of the PV4FAD protocol: accuracy, privacy trade-off, cost of privacy, scale.
+
+Parts (choose with --parts):
+  runs     full simulated runs (Flower, CKKS, secure aggregation) per scenario, private and
+           plaintext, --reps times: AUPRC, wall time, bytes per party, peak memory.
+  sweep    AUPRC against epsilon, for training noise and for inference randomized
+           response. The crypto computes the joint counts exactly (tested against the
+           plaintext pipeline), so the sweep takes the exact counts once and draws the DP
+           noise offline, --draws times per epsilon, exactly as the banks would.
+  scale    one private run at challenge scale with 9 bank clients.
+Writes docs/benchmarks/protocol.md (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from federation.config import ProtocolConfig
+from federation.status_model import StatusTable, capped_rows, score_bin_edges
+
+TRAIN_EPSILONS = (0.1, 0.3, 1.0, 3.0, 10.0)
+INFERENCE_EPSILONS = (0.1, 1.0, 3.0, 5.0, 8.0, 10.0)
+
+
+def data_dir(scale: str, root: Path) -> Path:
+    from federation.data.generate import default_data_dir, generate
+
+    if scale == "default":
+        return default_data_dir()
+    path = root / f"{scale}-seed0"
+    if not (path / "scenarios.txt").exists():
+        generate(path, scale, 0)
+    return path
+
+
+def full_run(data: Path, scenario: str, out: Path, config: ProtocolConfig) -> dict[str, Any]:
+    from federation.simulate import simulate
+
+    summary = simulate(out, data_root=data, scenario=scenario, config=config)
+    traffic = summary["traffic_bytes"]
+    return {
+        "auprc": summary["auprc"], "auprc_pns_only": summary["auprc_pns_only"],
+        "wall_s": summary["wall_seconds"],
+        "bytes_total": sum(v["sent"] for v in traffic.values()),
+        "bytes": traffic, "peak_rss_mib": max(summary["peak_rss_mib"].values()),
+        "phase_s": {s: v["phase_seconds"] for s, v in summary["stages"].items()},
+        "failed": {s: v["failed_parties"] for s, v in summary["stages"].items()},
+        "privacy_checks": summary["privacy_checks"],
+        "epsilon": summary["training_epsilon"],
+        "inference_epsilon_per_account": summary["inference_epsilon_per_account"],
+    }
+
+
+def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
+    """What the protocol computes before noise: bins, labels, statuses, capped rows."""
+    from clients.pns import _fit_forest
+    from federation.data.loader import load_centralized
+    from federation.features import PNSFeaturizer, status_in_the_clear
+
+    train, accounts = load_centralized(data, "train")
+    test, test_accounts = load_centralized(data, "test")
+    featurizer = PNSFeaturizer()
+    forest, oob = _fit_forest(featurizer.fit_transform(train), train["Label"].to_numpy(), 0)
+    edges = score_bin_edges(oob, config.n_bins, float(train["Label"].mean()))
+    test_score = forest.predict_proba(featurizer.transform(test))[:, 1]
+    rows = np.arange(len(train))
+    capped = capped_rows(rows, train["BeneficiaryAccount"].to_numpy(),
+                         config.max_rows_per_account, np.random.default_rng(config.seed))
+    return {
+        "bin": np.digitize(oob, edges), "label": train["Label"].to_numpy().astype(np.int64),
+        "status": status_in_the_clear(train, accounts).astype(np.int64), "capped": capped,
+        "test_bin": np.digitize(test_score, edges), "test_score": test_score,
+        "test_status": status_in_the_clear(test, test_accounts).astype(np.int64),
+        "test_label": test["Label"].to_numpy(),
+        "test_identity": test[["BeneficiaryAccount", "BeneficiaryName", "BeneficiaryStreet",
+                               "BeneficiaryCountryCityZip"]].astype(str).agg("|".join, axis=1)
+        .to_numpy(),
+    }
+
+
+def _auprc(x: dict[str, np.ndarray], config: ProtocolConfig, train_eps: float | None,
+           inference_eps: float | None) -> float:
+    from crypto.accountant import calibrate_gaussian_sigma
+    from crypto.dp import categorical_randomized_response, gaussian_noise
+    from federation.features import STATUS_NAMES
+
+    k, n_groups = len(STATUS_NAMES), config.n_bins + 1
+    rows = x["capped"]
+    exact = np.zeros((n_groups, 2, k))
+    np.add.at(exact, (x["bin"][rows], x["label"][rows], x["status"][rows]), 1.0)
+    noisy = exact[:, :, 1:].copy()
+    if train_eps is not None:
+        sigma = calibrate_gaussian_sigma(train_eps, config.delta,
+                                         np.sqrt(2.0) * config.max_rows_per_account)
+        noisy += gaussian_noise(noisy.shape, sigma)
+    table = StatusTable.from_noisy_counts(noisy, x["bin"], x["label"], rows, config.n_bins)
+    status = x["test_status"]
+    if inference_eps is not None:  # one draw per distinct identity, as the bank does
+        _, first, codes = np.unique(x["test_identity"], return_index=True, return_inverse=True)
+        status = categorical_randomized_response(status[first], k, inference_eps)[codes]
+    scores = table.table(inference_eps)[x["test_bin"], status] + 1e-6 * x["test_score"]
+    return float(average_precision_score(x["test_label"], scores))
+
+
+def sweep(x: dict[str, np.ndarray], config: ProtocolConfig, draws: int) -> dict[str, Any]:
+    def median_of(train_eps: float | None, inference_eps: float | None) -> list[float]:
+        values = [_auprc(x, config, train_eps, inference_eps) for _ in range(draws)]
+        return [statistics.median(values), min(values), max(values)]
+
+    return {
+        "no_noise": median_of(None, None),
+        "training": {eps: median_of(eps, None) for eps in TRAIN_EPSILONS},
+        "inference": {eps: median_of(1.0, eps) for eps in INFERENCE_EPSILONS},
+        "pns_only": float(average_precision_score(x["test_label"], x["test_score"])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="runs,sweep")
+    parser.add_argument("--scenarios", default="scenario01,scenario02,scenario03")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--inference-epsilon", type=float, default=8.0)
+    parser.add_argument("--work", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/protocol.json"))
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    results: dict[str, Any] = {"machine": f"{platform.machine()}, {_cpus()} CPUs",
+                               "date": time.strftime("%Y-%m-%d"), "args": vars(args) | {
+                                   "work": str(args.work), "out": str(args.out)}}
+    if args.out.exists():
+        results = json.loads(args.out.read_text()) | {"args": results["args"]}
+    config = ProtocolConfig(epsilon=1.0, inference_epsilon=args.inference_epsilon)
+    if "runs" in parts:
+        data = data_dir("default", args.work)
+        runs: dict[str, Any] = {}
+        for scenario in args.scenarios.split(","):
+            for mode, cfg in (("private", config),
+                              ("plaintext", ProtocolConfig(**{**config.__dict__,
+                                                              "plaintext": True}))):
+                reps = [full_run(data, scenario, args.work / f"{scenario}-{mode}-{r}", cfg)
+                        for r in range(args.reps)]
+                runs[f"{scenario}/{mode}"] = reps
+                _save(args.out, results | {"runs": runs})
+        results["runs"] = runs
+    if "sweep" in parts:
+        x = exact_inputs(data_dir("default", args.work), config)
+        results["sweep"] = sweep(x, config, args.draws)
+    if "scale" in parts:
+        data = data_dir("challenge", args.work)
+        results["scale"] = full_run(data, "scenario03", args.work / "challenge", config)
+    _save(args.out, results)
+    print(json.dumps(results, indent=1, default=str))
+
+
+def _save(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=str))
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    main()
