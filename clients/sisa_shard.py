@@ -47,6 +47,21 @@ def message_bytes(content: RecordDict) -> int:
     return size + sum(r.count_bytes() for r in content.array_records.values())
 
 
+def record_exchange(host: ShardHost, run: str, msg: Message, reply: RecordDict) -> None:
+    """The host's ledger entries for one request and its reply."""
+    phase = msg.metadata.message_type.removeprefix("query.")
+    ledger = TranscriptLedger(host.name, run, host.root / "transcript.jsonl")
+    exchange = (
+        ("received", COORDINATOR, host.name, msg.content, FIELD_CLASSES[phase][0]),
+        ("sent", host.name, COORDINATOR, reply, FIELD_CLASSES[phase][1]),
+    )
+    for direction, sender, receiver, body, classes in exchange:
+        ledger.record(
+            direction=direction, round=0, phase=phase, sender=sender, receiver=receiver,
+            message_type=msg.metadata.message_type, nbytes=message_bytes(body), fields=classes,
+        )
+
+
 class ShardHost:
     """The shards one party hosts, under its own directory `root`."""
 
@@ -80,20 +95,7 @@ def make_client_app(hosts: Mapping[int, tuple[str, str]]) -> ClientApp:
         content = RecordDict({"result": ConfigRecord({"json": json.dumps(fields)})})
         if arrays is not None:
             content["proba"] = arrays
-        host = host_of(context)
-        phase = msg.metadata.message_type.removeprefix("query.")
-        ledger = TranscriptLedger(host.name, str(context.run_id), host.root / "transcript.jsonl")
-        for direction, body, classes in (
-            ("received", msg.content, FIELD_CLASSES[phase][0]),
-            ("sent", content, FIELD_CLASSES[phase][1]),
-        ):
-            sender, receiver = (COORDINATOR, host.name) if direction == "received" else (
-                host.name, COORDINATOR)
-            ledger.record(
-                direction=direction, round=0, phase=phase, sender=sender, receiver=receiver,
-                message_type=msg.metadata.message_type, nbytes=message_bytes(body),
-                fields=classes,
-            )
+        record_exchange(host_of(context), str(context.run_id), msg, content)
         return Message(content, reply_to=msg)
 
     def request(msg: Message) -> dict[str, Any]:
