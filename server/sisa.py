@@ -21,7 +21,7 @@ import numpy as np
 from clients.sisa_shard import ShardHost
 from federation.errors import ProtocolError, Pv4fadError
 from federation.sisa.data import DATASETS, load_dataset
-from federation.sisa.learners import LEARNERS
+from federation.sisa.learners import check_learner
 from federation.sisa.shard import ShardSpec, ShardUpdate
 
 ShardProba = dict[int, np.ndarray]  # shard -> P(y = 1) per query row
@@ -43,8 +43,7 @@ class SisaConfig:
     def validate(self) -> None:
         if self.dataset not in DATASETS:
             raise Pv4fadError(f"SISA dataset {self.dataset!r}: expected one of {DATASETS}")
-        if self.learner not in LEARNERS:
-            raise Pv4fadError(f"SISA learner {self.learner!r}: expected one of {LEARNERS}")
+        check_learner(self.learner)
         for name in ("shards", "slices", "clients", "epochs"):
             if getattr(self, name) < 1:
                 raise Pv4fadError(f"SISA {name} must be at least 1 (got {getattr(self, name)})")

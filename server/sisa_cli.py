@@ -15,6 +15,8 @@ from federation.sisa.learners import LEARNERS
 from llm_modules.fairness.equalized_odds import OBJECTIVES
 from server.sisa import LocalTransport, SisaConfig, SisaCoordinator
 
+LEARNER_HELP = f"{', '.join(LEARNERS)}, or sklearn:<module>.<Class> (default sgd)"
+
 
 def register(subparsers: Any) -> None:
     sisa = subparsers.add_parser("sisa", help="federated SISA: train, forget, FairSISA")
@@ -26,7 +28,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--shards", type=int, default=5)
     train.add_argument("--slices", type=int, default=4)
     train.add_argument("--clients", type=int, default=2, help="shard hosts (ClientApps)")
-    train.add_argument("--learner", choices=LEARNERS, default="sgd")
+    train.add_argument("--learner", default="sgd", help=LEARNER_HELP)
     train.add_argument("--epochs", type=int, default=5, help="passes per slice")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_train)
@@ -46,7 +48,7 @@ def register(subparsers: Any) -> None:
     fair.add_argument("--shards", type=int, default=5)
     fair.add_argument("--slices", type=int, default=4)
     fair.add_argument("--sensitive", default="sex", help="group attribute (german: sex, age)")
-    fair.add_argument("--learner", choices=LEARNERS, default="sgd")
+    fair.add_argument("--learner", default="sgd", help=LEARNER_HELP)
     fair.add_argument("--epochs", type=int, default=5)
     fair.add_argument("--objective", choices=OBJECTIVES, default="accuracy")
     fair.add_argument("--seeds", type=int, default=5, help="repetitions (seeds 0..n-1)")

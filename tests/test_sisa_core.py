@@ -171,3 +171,19 @@ def test_minilm_shard_forget_is_exact(tmp_path: Path) -> None:
     reference.train(spec, [slices[0], [i for i in slices[1] if i != 20]])
     rows = data.features[100:120]
     assert np.array_equal(store.predict_proba(rows), reference.predict_proba(rows))
+
+
+def test_any_sklearn_classifier_by_name(tmp_path: Path) -> None:
+    learner = "sklearn:sklearn.naive_bayes.GaussianNB"
+    config = SisaConfig(shards=2, slices=2, clients=1, learner=learner)
+    coordinator = SisaCoordinator(tmp_path, LocalTransport(tmp_path, 1))
+    coordinator.train(config)
+    ids = coordinator.registry["shard_ids"]["0"][:3]
+    coordinator.forget(ids)
+    reference = SisaCoordinator(tmp_path / "ref", LocalTransport(tmp_path / "ref", 1))
+    reference.train(config, exclude=ids)
+    ours, theirs = coordinator.predict(_test_rows()), reference.predict(_test_rows())
+    assert np.array_equal(ours.proba, theirs.proba)
+    for bad in ("sklearn:sklearn.naive_bayes.Nope", "sklearn:os.path", "xgboost"):
+        with pytest.raises(Pv4fadError, match="learner"):
+            SisaConfig(learner=bad).validate()

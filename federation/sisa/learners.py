@@ -24,6 +24,7 @@ Seed = Sequence[int]
 SKLEARN_LEARNERS = ("sgd", "mlp", "logreg", "forest")
 TRANSFORMER_LEARNERS = ("tiny-bert", "minilm")
 LEARNERS = SKLEARN_LEARNERS + TRANSFORMER_LEARNERS
+SKLEARN_PREFIX = "sklearn:"
 
 
 class SliceLearner(Protocol):
@@ -80,8 +81,47 @@ class SklearnLearner:
         return proba[:, positive]
 
 
+def estimator_class(name: str) -> type[ClassifierMixin]:
+    """The scikit-learn-style classifier class named `sklearn:<module>.<Class>`."""
+    import importlib
+    import inspect
+
+    module, _, cls = name.removeprefix(SKLEARN_PREFIX).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), cls) if module else None
+    except (ImportError, AttributeError):
+        found = None
+    if not (inspect.isclass(found) and hasattr(found, "fit") and hasattr(found, "predict_proba")):
+        raise Pv4fadError(
+            f"SISA learner {name!r}: expected sklearn:<module>.<Class> naming a classifier with "
+            "fit and predict_proba, e.g. sklearn:sklearn.naive_bayes.GaussianNB"
+        )
+    return found
+
+
+def check_learner(name: str) -> None:
+    """Raise a one-line error unless `name` names a learner the hosts can build."""
+    if name.startswith(SKLEARN_PREFIX):
+        estimator_class(name)
+    elif name not in LEARNERS:
+        raise _unknown_learner(name)
+
+
+def _unknown_learner(name: str) -> Pv4fadError:
+    return Pv4fadError(
+        f"unknown SISA learner {name!r}: expected one of {', '.join(LEARNERS)} "
+        "or sklearn:<module>.<Class>"
+    )
+
+
 def make_learner(name: str, epochs: int = 5) -> SliceLearner:
-    """The learner called `name` (one of LEARNERS)."""
+    """The learner called `name`: one of LEARNERS, or `sklearn:<module>.<Class>` for any
+    scikit-learn classifier with default parameters (seeded when it takes random_state).
+    Hosts build learners from names, so the same name works in every process."""
+    if name.startswith(SKLEARN_PREFIX):
+        cls = estimator_class(name)
+        seeded = "random_state" in cls().get_params()
+        return SklearnLearner(lambda rs: cls(random_state=rs) if seeded else cls(), epochs)
     factories: dict[str, Callable[[int], ClassifierMixin]] = {
         "sgd": lambda rs: SGDClassifier(
             loss="log_loss", alpha=1e-3, average=True, random_state=rs
@@ -100,4 +140,4 @@ def make_learner(name: str, epochs: int = 5) -> SliceLearner:
         from federation.sisa.transformer import TransformerLearner
 
         return TransformerLearner(name, epochs=epochs)
-    raise Pv4fadError(f"unknown SISA learner {name!r}: expected one of {', '.join(LEARNERS)}")
+    raise _unknown_learner(name)
