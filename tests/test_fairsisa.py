@@ -65,6 +65,7 @@ def test_vote_count_is_never_worse_than_majority_on_fitting_data() -> None:
     for post in (by_count, by_majority):
         assert equalized_odds_difference(y, post.predict_proba(votes, group), group) < 1e-7
     assert by_count.post_[0].fit_score_ >= by_majority.post_[0].fit_score_ - 1e-12
+    assert by_count.score(votes, y, group) == pytest.approx(by_count.post_[0].fit_score_)
     # The unconstrained ensemble is unfair on this data, so post-processing has work to do.
     assert equalized_odds_difference(y, (votes.sum(1) >= 3).astype(int), group) > 0.05
 

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from federation.errors import Pv4fadError
+from llm_modules.fairness.metrics import accuracy
 
 OBJECTIVES = ("accuracy", "balanced_accuracy")
 
@@ -143,3 +144,7 @@ class EqualizedOddsPostProcessor:
     ) -> np.ndarray:
         proba = self.predict_proba(scores, group)
         return (np.random.default_rng(random_state).random(len(proba)) < proba).astype(np.int64)
+
+    def score(self, scores: np.ndarray, y: np.ndarray, group: np.ndarray) -> float:
+        """Expected accuracy of the randomised decisions."""
+        return accuracy(y, self.predict_proba(scores, group))

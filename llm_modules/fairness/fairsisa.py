@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from llm_modules.fairness.equalized_odds import EqualizedOddsPostProcessor, FairnessError
+from llm_modules.fairness.metrics import accuracy
 
 FAIRSISA_METHODS = ("constituent", "aggregate", "votes")
 
@@ -52,7 +53,7 @@ def majority_probability(p: np.ndarray) -> np.ndarray:
 
 class FairSISA:
     """scikit-learn-style estimator: `fit(votes_or_scores, y, group)`, `predict_proba`
-    (P(decision = 1), exact), `predict` (one randomised draw)."""
+    (P(decision = 1), exact), `predict` (one randomised draw), `score` (expected accuracy)."""
 
     def __init__(
         self, method: str = "votes", monotone: bool = True, objective: str = "accuracy"
@@ -104,3 +105,7 @@ class FairSISA:
         each = self._decision_proba(votes_or_scores, group)
         drawn = (np.random.default_rng(random_state).random(each.shape) < each).astype(np.int64)
         return majority(drawn) if self.method == "constituent" else drawn[:, 0]
+
+    def score(self, votes_or_scores: np.ndarray, y: np.ndarray, group: np.ndarray) -> float:
+        """Expected accuracy of the randomised decisions."""
+        return accuracy(y, self.predict_proba(votes_or_scores, group))
