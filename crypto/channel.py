@@ -135,6 +135,7 @@ def peek_header(blob: bytes) -> MessageHeader:
 
 def message_id(blob: bytes) -> str:
     """Identifier of a sealed message (header and nonce), for replay guards."""
+    peek_header(blob)  # refuses truncated or foreign blobs with a CryptoError
     (head_len,) = struct.unpack_from("<I", blob, 1)
     return hashlib.sha256(bytes(blob[: 5 + head_len + _NONCE])).hexdigest()
 
@@ -174,7 +175,10 @@ class ReplayGuard:
             self._seen = set(self.path.read_text(encoding="utf-8").split())
 
     def accept(self, blob: bytes) -> None:
-        """Record the message; raise CryptoError if it was accepted before."""
+        """Record the message; raise CryptoError if it was accepted before.
+
+        Call it after `open_sealed` succeeded, so that forged blobs never enter the guard.
+        """
         mid = message_id(blob)
         if mid in self._seen:
             header = peek_header(blob)

@@ -83,6 +83,8 @@ def test_replay_guard_persists(parties, tmp_path) -> None:
     reloaded = ReplayGuard(tmp_path / "seen.txt")
     assert blob in reloaded
     reloaded.accept(_sealed(parties))  # a fresh message (new nonce) is accepted
+    with pytest.raises(CryptoError, match="unknown format or too short"):
+        reloaded.accept(b"\x01")
 
 
 def test_identity_save_load(parties, tmp_path) -> None:
