@@ -25,7 +25,12 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from federation.config import ProtocolConfig
-from federation.status_model import StatusTable, capped_rows, score_bin_edges
+from federation.status_model import (
+    StatusTable,
+    beneficiary_keys,
+    capped_rows,
+    score_bin_edges,
+)
 
 TRAIN_EPSILONS = (0.1, 0.3, 1.0, 3.0, 10.0)
 INFERENCE_EPSILONS = (0.1, 1.0, 3.0, 5.0, 8.0, 10.0)
@@ -64,20 +69,22 @@ def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
     """What the protocol computes before noise: bins, labels, statuses, capped rows."""
     from clients.pns import _fit_forest
     from federation.data.loader import load_centralized
-    from federation.features import PNSFeaturizer, status_in_the_clear
+    from federation.features import PNSFeaturizer, final_receiver, status_in_the_clear
 
     train, accounts = load_centralized(data, "train")
     test, test_accounts = load_centralized(data, "test")
     featurizer = PNSFeaturizer()
-    forest, oob = _fit_forest(featurizer.fit_transform(train), train["Label"].to_numpy(), 0)
-    edges = score_bin_edges(oob, config.n_bins, float(train["Label"].mean()))
-    test_score = forest.predict_proba(featurizer.transform(test))[:, 1]
-    rows = np.arange(len(train))
-    capped = capped_rows(rows, train["BeneficiaryAccount"].to_numpy(),
+    keys = beneficiary_keys(final_receiver(train), train["BeneficiaryAccount"])
+    capped = capped_rows(np.arange(len(train)), keys,
                          config.max_rows_per_account, np.random.default_rng(config.seed))
+    labels = train["Label"].to_numpy().astype(np.int64)
+    forest, oob = _fit_forest(featurizer.fit_transform(train), labels, 0, capped)
+    edges = score_bin_edges(oob, config.n_bins, float(labels.mean()))
+    test_score = forest.predict_proba(featurizer.transform(test))[:, 1]
     return {
-        "bin": np.digitize(oob, edges), "label": train["Label"].to_numpy().astype(np.int64),
-        "status": status_in_the_clear(train, accounts).astype(np.int64), "capped": capped,
+        "bin": np.digitize(oob, edges), "label": labels[capped],
+        "status": status_in_the_clear(train, accounts).astype(np.int64)[capped],
+        "capped": np.arange(len(capped)),
         "test_bin": np.digitize(test_score, edges), "test_score": test_score,
         "test_status": status_in_the_clear(test, test_accounts).astype(np.int64),
         "test_label": test["Label"].to_numpy(),

@@ -34,7 +34,12 @@ from federation.messages import (
     STATUS,
     Envelope,
 )
-from federation.status_model import StatusTable, capped_rows, score_bin_edges
+from federation.status_model import (
+    StatusTable,
+    beneficiary_keys,
+    capped_rows,
+    score_bin_edges,
+)
 from federation.transcript import PayloadClass
 
 # Query columns in the transactions and the names the bank's status function expects.
@@ -60,27 +65,35 @@ class PaymentNetwork(Party):
         from federation.features import PNSFeaturizer, final_receiver
 
         tx = load_transactions(self.settings.data_root, self.settings.scenario, self.stage)
+        receivers = final_receiver(tx).to_numpy()
         if self.stage == "train":
             featurizer = PNSFeaturizer()
             # Leave-one-out history features on training rows, as at test time.
             features = featurizer.fit_transform(tx)
             labels = tx["Label"].to_numpy(dtype=np.int8)
-            forest, scores = _fit_forest(features, labels, self.config.seed)
-            edges = score_bin_edges(scores, self.config.n_bins, float(labels.mean()))
+            # Bound one account's influence on the counts (the DP sensitivity).
+            counted = capped_rows(np.arange(len(tx)),
+                                  beneficiary_keys(receivers, tx["BeneficiaryAccount"]),
+                                  self.config.max_rows_per_account,
+                                  np.random.default_rng(self.config.seed))
+            forest, oob = _fit_forest(features, labels, self.config.seed, counted)
+            edges = score_bin_edges(oob, self.config.n_bins, float(labels.mean()))
             self._save_model("pns_model.pkl", {"featurizer": featurizer, "forest": forest,
                                                "edges": edges})
+            scores = np.zeros(len(tx))
+            scores[counted] = oob
         else:
             model = self._load_model("pns_model.pkl")
-            features = model["featurizer"].transform(tx)
-            scores = model["forest"].predict_proba(features)[:, 1]
+            scores = model["forest"].predict_proba(model["featurizer"].transform(tx))[:, 1]
             edges = model["edges"]
             labels = (tx["Label"].to_numpy(dtype=np.int8) if "Label" in tx
                       else np.full(len(tx), -1, dtype=np.int8))
+            counted = np.arange(len(tx))
         bins = np.digitize(scores, edges).astype(np.int16)
         rows = tx[["MessageId", *QUERY_COLUMNS]].copy()
-        rows["final_receiver"] = final_receiver(tx).to_numpy()
+        rows["final_receiver"] = receivers
         rows.to_parquet(self.stage_dir() / "rows.parquet", index=False)
-        self.save_arrays("scores", score=scores, bin=bins, label=labels)
+        self.save_arrays("scores", score=scores, bin=bins, label=labels, counted=counted)
         return self.reply(SETUP, public={"e2e_public": self.identity.public_bytes(),
                                          "n_rows": len(tx)})
 
@@ -93,14 +106,11 @@ class PaymentNetwork(Party):
         code_to_bank = {code: bank for bank, info in banks.items() for code in info["codes"]}
         rows = pd.read_parquet(self.stage_dir() / "rows.parquet")
         route = rows["final_receiver"].map(code_to_bank)
-        rng = np.random.default_rng(self.config.seed)
+        counted = np.zeros(len(rows), dtype=bool)
+        counted[self.load_arrays("scores")["counted"]] = True
         sealed: dict[str, bytes] = {}
         for bank in banks:
-            idx = np.flatnonzero((route == bank).to_numpy())
-            if self.stage == "train":
-                # Bound one account's influence on the counts (the DP sensitivity).
-                idx = capped_rows(idx, rows["BeneficiaryAccount"].to_numpy()[idx],
-                                  self.config.max_rows_per_account, rng)
+            idx = np.flatnonzero((route == bank).to_numpy() & counted)
             identities = rows.iloc[idx]
             key = linkage_key(self.identity, self.peer_public(bank), self.id, bank, self.run_id)
             request = {target: keyed_hashes(identities[source], key, target)
@@ -145,10 +155,14 @@ class PaymentNetwork(Party):
         masks = sum(self.load_arrays(f"masks_{b}")["totals"].ravel() for b in participants)
         noisy = from_ring(np.asarray(total, dtype=np.uint64), np.asarray(masks))
         arrays = self.load_arrays("scores")
-        counted = np.concatenate([self.load_arrays(f"linkage_{b}")["rows"] for b in participants])
+        counted = arrays["counted"]
+        position = np.full(len(arrays["bin"]), -1)
+        position[counted] = np.arange(len(counted))
+        in_table = np.concatenate([self.load_arrays(f"linkage_{b}")["rows"]
+                                   for b in participants])
         table = StatusTable.from_noisy_counts(
-            noisy.reshape(self.config.n_bins + 1, 2, -1)[:, :, 1:], arrays["bin"], arrays["label"],
-            counted, self.config.n_bins)
+            noisy.reshape(self.config.n_bins + 1, 2, -1)[:, :, 1:], arrays["bin"][counted],
+            arrays["label"][counted], position[in_table], self.config.n_bins)
         self.save_json("status_table.json", table.to_json())
         accountant = PrivacyAccountant(ledger=self.ledger)
         accountant.record(Release(
@@ -224,12 +238,25 @@ class PaymentNetwork(Party):
             return pickle.load(fh)
 
 
-def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int) -> tuple[Any, np.ndarray]:
-    """The PNS forest and its out-of-bag scores (cross-fitted bins without refitting)."""
+def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int, rows: np.ndarray
+                ) -> tuple[Any, np.ndarray]:
+    """The PNS forest and the out-of-bag scores of `rows` (cross-fitted bins without
+    refitting; computed for those rows only, which is what keeps challenge scale fast)."""
+    from sklearn.ensemble._forest import _generate_unsampled_indices
+
     from federation.baselines import anomaly_forest
 
-    forest = anomaly_forest(seed=seed, n_rows=len(labels))
-    forest.set_params(oob_score=True)
-    forest.fit(features, labels)
-    oob = np.nan_to_num(forest.oob_decision_function_[:, 1], nan=0.0)
-    return forest, oob
+    forest = anomaly_forest(seed=seed, n_rows=len(labels)).fit(features, labels)
+    position = np.full(len(labels), -1)
+    position[rows] = np.arange(len(rows))
+    total, votes = np.zeros(len(rows)), np.zeros(len(rows))
+    positive = int(np.flatnonzero(forest.classes_ == 1)[0])
+    for tree in forest.estimators_:
+        # sklearn's own out-of-bag bookkeeping (pinned sklearn 1.9.1).
+        unsampled = _generate_unsampled_indices(tree.random_state, len(labels),
+                                                forest._n_samples_bootstrap, None)
+        hit = position[unsampled]
+        hit = hit[hit >= 0]
+        total[hit] += tree.predict_proba(features[rows[hit]])[:, positive]
+        votes[hit] += 1
+    return forest, np.divide(total, votes, out=np.zeros_like(total), where=votes > 0)

@@ -30,6 +30,12 @@ def score_bin_edges(scores: np.ndarray, n_bins: int, positive_rate: float) -> np
     return np.maximum.accumulate(edges + np.arange(n_bins) * 1e-12)
 
 
+def beneficiary_keys(final_receivers: Any, accounts: Any) -> np.ndarray:
+    """One key per beneficiary account: the bank holding it and the account number."""
+    return (np.asarray(final_receivers, dtype=object).astype(str) + "|"
+            + np.asarray(accounts, dtype=object).astype(str))
+
+
 def capped_rows(
     rows: np.ndarray, accounts: np.ndarray, cap: int, rng: np.random.Generator
 ) -> np.ndarray:
