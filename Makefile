@@ -33,8 +33,14 @@ test-slow: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Slow (about an hour on 2 cores): every benchmark, then docs/benchmarks.md.
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/bench_data.py
+	$(PY) bench/bench_crypto.py --out docs/benchmarks/crypto.md
+	$(PY) bench/bench_protocol.py --parts runs,sweep,scale
+	$(PY) bench/bench_sisa.py
+	$(PY) bench/bench_unlearning.py
+	$(PY) bench/assemble.py
 
 clean:
 	rm -rf runs .pytest_cache

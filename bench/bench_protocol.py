@@ -8,7 +8,8 @@ Parts (choose with --parts):
            plaintext pipeline), so the sweep takes the exact counts once and draws the DP
            noise offline, --draws times per epsilon, exactly as the banks would.
   scale    one private run at challenge scale with 9 bank clients.
-Writes docs/benchmarks/protocol.md (or --out).
+Writes the raw figures to docs/benchmarks/protocol.json and the tables to
+docs/benchmarks/protocol.md.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def full_run(data: Path, scenario: str, out: Path, config: ProtocolConfig) -> di
         "privacy_checks": summary["privacy_checks"],
         "epsilon": summary["training_epsilon"],
         "inference_epsilon_per_account": summary["inference_epsilon_per_account"],
+        "test_rows": summary["stages"].get("test", {}).get("results", {}).get("rows"),
     }
 
 
@@ -167,7 +169,84 @@ def main() -> None:
         data = data_dir("challenge", args.work)
         results["scale"] = full_run(data, "scenario03", args.work / "challenge", config)
     _save(args.out, results)
-    print(json.dumps(results, indent=1, default=str))
+    args.out.with_suffix(".md").write_text(render(results))
+    print(render(results))
+
+
+def _med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def render(results: dict[str, Any]) -> str:
+    """Markdown tables of the benchmark's figures."""
+    a = results["args"]
+    lines = ["## PV4FAD protocol", "",
+             f"Machine: {results['machine']}; {results['date']}. Command: "
+             f"`.venv/bin/python bench/bench_protocol.py --parts {a['parts']} "
+             f"--reps {a['reps']} --draws {a['draws']}`.", ""]
+    runs = results.get("runs", {})
+    if runs:
+        lines += ["Full simulated runs on the default data (Flower simulation, CKKS, secure "
+                  "aggregation), training epsilon 1 (delta 1e-6), inference randomized "
+                  f"response at epsilon {a['inference_epsilon']}; medians of {a['reps']} "
+                  "runs:", "",
+                  "| scenario | mode | AUPRC | PNS-only | wall s | bytes sent (all) | "
+                  "peak RSS MiB | privacy checks |", "|---|---|---|---|---|---|---|---|"]
+        for key, reps in runs.items():
+            scenario, mode = key.split("/")
+            failed = sum(v for r in reps for v in r["privacy_checks"].values())
+            lines.append(
+                f"| {scenario} | {mode} | {_med([r['auprc'] for r in reps]):.4f} | "
+                f"{_med([r['auprc_pns_only'] for r in reps]):.4f} | "
+                f"{_med([r['wall_s'] for r in reps]):.1f} | "
+                f"{_med([r['bytes_total'] for r in reps]):,.0f} | "
+                f"{_med([r['peak_rss_mib'] for r in reps]):.0f} | "
+                f"{'pass' if not failed else f'{failed} flagged'} |")
+        lines += ["", "Cost of privacy (private / plaintext, medians, same benchmark run):", "",
+                  "| scenario | wall time ratio | bytes ratio |", "|---|---|---|"]
+        for key in runs:
+            scenario, mode = key.split("/")
+            if mode == "private" and f"{scenario}/plaintext" in runs:
+                p, q = runs[key], runs[f"{scenario}/plaintext"]
+                wall = _med([r["wall_s"] for r in p]) / _med([r["wall_s"] for r in q])
+                nbytes = _med([r["bytes_total"] for r in p]) / _med([r["bytes_total"] for r in q])
+                lines.append(f"| {scenario} | {wall:.2f} | {nbytes:.2f} |")
+        lines += ["", "Bytes per test transaction and party (private runs, first repetition; "
+                  "both stages):", "", "| scenario | party | sent | received |",
+                  "|---|---|---|---|"]
+        for key, reps in runs.items():
+            if key.endswith("/private"):
+                for party, t in sorted(reps[0]["bytes"].items()):
+                    n = reps[0].get("test_rows") or 1
+                    lines.append(f"| {key.split('/')[0]} | {party} | {t['sent'] / n:,.0f} | "
+                                 f"{t['received'] / n:,.0f} |")
+    sweep_ = results.get("sweep")
+    if sweep_:
+        lines += ["", f"AUPRC against epsilon (default data, scenario-independent: the joint "
+                  f"counts are exact under encryption, so the noise is drawn offline "
+                  f"{a['draws']} times per epsilon; median [min, max]). No noise: "
+                  f"{sweep_['no_noise'][0]:.4f}; PNS-only forest: {sweep_['pns_only']:.4f}.", "",
+                  "| epsilon | training noise (no output privacy) "
+                  "| inference RR (training eps 1) |",
+                  "|---|---|---|"]
+        keys = sorted({float(k) for k in sweep_["training"]} | {float(k) for k in
+                                                                sweep_["inference"]})
+        for eps in keys:
+            cells = []
+            for part in ("training", "inference"):
+                v = {float(k): x for k, x in sweep_[part].items()}.get(eps)
+                cells.append(f"{v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}]" if v else "")
+            lines.append(f"| {eps:g} | {cells[0]} | {cells[1]} |")
+    scale = results.get("scale")
+    if scale:
+        lines += ["", "Challenge scale (3 M training, 1 M test transactions, 9 bank clients), "
+                  "one run:", "", f"- AUPRC {scale['auprc']:.4f} (PNS-only "
+                  f"{scale['auprc_pns_only']:.4f}); wall {scale['wall_s']:.0f} s; largest "
+                  f"process peak RSS {scale['peak_rss_mib']:.0f} MiB; bytes sent "
+                  f"{scale['bytes_total']:,.0f}",
+                  f"- phases (s): {json.dumps(scale['phase_s'])}",
+                  f"- failed parties: {json.dumps(scale['failed'])}"]
+    return "\n".join(lines) + "\n"
 
 
 def _save(path: Path, results: dict[str, Any]) -> None:
