@@ -43,11 +43,15 @@ def anomaly_forest(seed: int, n_rows: int) -> RandomForestClassifier:
 
 
 def gradient_boosting(seed: int) -> HistGradientBoostingClassifier:
-    """The gradient-boosting reference (early stopping off so the fit is deterministic)."""
+    """The gradient-boosting reference.
+
+    L2 regularisation is needed: at a 0.1 % positive rate the Newton leaf values of
+    unregularised boosting blow up and the model degrades with every iteration.
+    """
     return HistGradientBoostingClassifier(
-        max_iter=300,
-        learning_rate=0.05,
-        max_leaf_nodes=31,
+        max_iter=100,
+        learning_rate=0.1,
+        l2_regularization=1.0,
         early_stopping=False,
         random_state=seed,
     )

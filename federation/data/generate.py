@@ -55,10 +55,10 @@ def _world_shape(scale: Scale, mix: AnomalyMix) -> WorldShape:
     return WorldShape(
         n_banks=scale.n_banks,
         n_accounts=max(20 * scale.n_banks, rows // 4),
-        n_orderers=max(50, rows // 25),
+        n_orderers=max(50, rows // 50),
         n_mules=max(2 * scale.n_banks, int(1.5 * flagged)),
         partners_per_bank=8,
-        fx_account_share=0.02,
+        fx_account_share=0.005,
         watch_flag_share=0.0005,
     )
 

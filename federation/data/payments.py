@@ -52,10 +52,10 @@ MECH = {name: i for i, name in enumerate(AnomalyMix().names())}
 class Decoys:
     """Rates, among normal payments, of traits that resemble an anomaly mechanism."""
 
-    fx_instructed: float = 0.4  # share of an FX account's payments instructed in home currency
+    fx_instructed: float = 0.6  # share of an FX account's payments instructed in home currency
     long_gap: float = 0.0001
-    big_amount: float = 0.0001
-    off_corridor: float = 0.0002
+    big_amount: float = 0.00005
+    off_corridor: float = 0.0001
     long_route: float = 0.0002
     stale_account: float = 0.00005
     details_typo: float = 0.0002
@@ -136,7 +136,7 @@ def _amounts(rng: np.random.Generator, world: World, mech: np.ndarray, decoy: di
     bank_side |= np.isin(mech, [MECH["flagged_account"], MECH["rare_corridor"]])
     z[bank_side] = rng.uniform(2.0, 3.5, int(bank_side.sum()))
     outlier = mech == MECH["amount_outlier"]
-    z[outlier] = rng.uniform(5.0, 8.0, int(outlier.sum()))
+    z[outlier] = rng.uniform(6.0, 9.0, int(outlier.sum()))
     z[decoy["big_amount"]] = rng.uniform(3.5, 5.5, int(decoy["big_amount"].sum()))
     usd = np.exp(world.amount_mu[o] + world.amount_sigma[o] * z)
     cur_of_country = np.array([c[1] for c in COUNTRIES])
