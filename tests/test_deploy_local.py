@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,16 +23,21 @@ PARTIES = {"swift", "bank01", "bank02"}
 @pytest.mark.slow
 def test_local_deployment_trains_scores_and_leaves_ledgers(tmp_path: Path) -> None:
     out = tmp_path / "deployment"
-    done = subprocess.run([str(REPO / "deploy" / "run_local.sh"), "--timeout", "840", str(out)],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen([str(REPO / "deploy" / "run_local.sh"), "--timeout", "840", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM lets the script stop every process it started
+        proc.communicate(timeout=60)
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["tls"] and summary["supernode_auth"] and len(summary["run_ids"]) == 2
+    assert set(summary["run_seconds"]) == {"train", "test"}
     assert set(summary["parties"]) == PARTIES
 
-    # Nothing left running: no process still names this deployment's directory.
-    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
-    assert left.stdout.strip() == "", f"processes left running: {left.stdout}"
+    assert _left_running(out, stderr) == []
 
     run = out / "run"
     with (run / "predictions.csv").open() as fh:
@@ -52,3 +59,54 @@ def test_local_deployment_trains_scores_and_leaves_ledgers(tmp_path: Path) -> No
     assert {e.recorder for e in merged} == PARTIES | {"coordinator"}
     audit = json.loads((out / "audit.json").read_text())
     assert audit["traffic"] and audit["releases"]
+
+
+def _left_running(out: Path, stderr: str) -> list[str]:
+    """Processes that still name the deployment's directory or its SuperLink address
+    (the SuperLink's SuperExec and ServerApp children name only the address)."""
+    patterns = [str(out)] + re.findall(r"SuperLink up on (127\.0\.0\.1:\d+)", stderr)
+    found = []
+    for pattern in patterns:
+        done = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
+        found += [line for line in done.stdout.splitlines() if "pgrep" not in line]
+    return found
+
+
+def _fake_layout(root: Path) -> None:
+    """Just enough of the challenge layout for the launcher to find the parties."""
+    (root / "scenarios.txt").parent.mkdir(parents=True)
+    (root / "scenarios.txt").write_text("scenario01\n")
+    for stage in ("train", "test"):
+        folder = root / "scenario01" / stage
+        for cid in PARTIES:
+            (folder / cid).mkdir(parents=True)
+            (folder / cid / "part.csv").write_text("x\n")
+        folder.joinpath("partitions.json").write_text(json.dumps(
+            {cid: f"{cid}/part.csv" for cid in PARTIES}))
+
+
+def test_local_deployment_stops_every_process_when_interrupted(tmp_path: Path) -> None:
+    """SIGTERM while a run is in flight: the launcher stops the SuperLink, the SuperNodes
+    and their children, and exits non-zero."""
+    _fake_layout(tmp_path / "data")
+    out = tmp_path / "deployment"
+    proc = subprocess.Popen([str(REPO / "deploy" / "run_local.sh"), "--insecure", "--data",
+                             str(tmp_path / "data"), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(180, proc.terminate)
+    watchdog.start()
+    seen = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if "submitting the train run" in line:
+                break
+        proc.terminate()
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+    stderr = "".join(seen) + rest
+    assert "submitting the train run" in stderr, stderr[-2000:]
+    assert proc.returncode != 0
+    assert _left_running(out, stderr) == []
