@@ -218,6 +218,13 @@ def _human(summary: dict[str, Any], run_dir: Path) -> str:
     for stage, info in summary["stages"].items():
         for party, reason in info["failed_parties"].items():
             lines.append(f"{stage}: party {party} failed ({reason}); degraded mode")
+    if summary.get("inference_epsilon_per_account") is not None:
+        lines.append(f"inference privacy: randomized response at epsilon "
+                     f"{summary['config']['inference_epsilon']:g} per beneficiary identity; "
+                     f"most-queried account epsilon "
+                     f"{summary['inference_epsilon_per_account']:.2f}")
+    elif "test" in summary["stages"]:
+        lines.append("inference privacy: off (exact scores released to the PNS)")
     failed = [k for k, v in summary["privacy_checks"].items() if v]
     lines.append("privacy checks: " + ("all pass" if not failed else "FAIL " + ", ".join(failed)))
     lines.append(f"outputs in {run_dir}: predictions.csv, summary.json, ledger.jsonl")
