@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clients.backends import backend_for, secagg_round_tag, to_ring
+from clients.backends import secagg_round_tag, to_ring
 from clients.party import Party
 from crypto.linkage import keyed_hashes, linkage_key
 from federation.messages import (
     JOINT_COUNTS,
     LINKAGE,
     NOISE,
+    PNS_ID,
     RELEASE,
     SCORE,
     SETUP,
@@ -35,16 +36,9 @@ from federation.messages import (
 )
 from federation.transcript import PayloadClass
 
-PNS_ID = "swift"
-
 
 class Bank(Party):
     role = "bank"
-
-    def __init__(self, settings: Any, envelope: Envelope) -> None:
-        super().__init__(settings, envelope)
-        self.backend = backend_for(self.config.plaintext)
-        self.envelope = envelope
 
     # 1. setup: validate own data, make keys, publish only public material.
     def setup(self) -> Envelope:

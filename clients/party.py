@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from clients.backends import backend_for
 from federation import wire
 from federation.config import ProtocolConfig
 from federation.errors import ProtocolError
-from federation.messages import Envelope
+from federation.messages import COORDINATOR, Envelope
 from federation.transcript import PayloadClass, TranscriptLedger
-
-COORDINATOR = "coordinator"
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,8 @@ class Party:
         self.state.mkdir(parents=True, exist_ok=True)
         self.ledger = TranscriptLedger(self.id, self.run_id, self.state / "ledger.jsonl")
         self._identity: Any = None
+        self.envelope = envelope
+        self.backend = backend_for(self.config.plaintext)
         self._record_inbound(envelope)
         if "peers" in envelope.public:
             self.save_peers(decode_peers(envelope.public))

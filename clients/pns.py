@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clients.backends import backend_for, from_ring, secagg_round_tag, unmask_rows
+from clients.backends import from_ring, secagg_round_tag, unmask_rows
 from clients.party import Party
 from crypto.linkage import keyed_hashes, linkage_key
 from federation.errors import ProtocolError
@@ -53,11 +53,6 @@ QUERY_COLUMNS = {
 
 class PaymentNetwork(Party):
     role = "pns"
-
-    def __init__(self, settings: Any, envelope: Envelope) -> None:
-        super().__init__(settings, envelope)
-        self.backend = backend_for(self.config.plaintext)
-        self.envelope = envelope
 
     # 1. setup: validate own data; train the forest (training) or score with it (test).
     def setup(self) -> Envelope:

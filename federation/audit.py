@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from federation.errors import Pv4fadError
+from federation.messages import COORDINATOR, PNS_ID
 from federation.transcript import PayloadClass, TranscriptEntry, read_ledger
 
-PNS_ID = "swift"
-COORDINATOR = "coordinator"
 # What the PNS may receive from a bank: nothing it can read row by row.
 PNS_MAY_RECEIVE = {PayloadClass.CIPHERTEXT, PayloadClass.SECRET_SHARE, PayloadClass.DP_NOISED,
                    PayloadClass.PUBLIC}

@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 
+from federation.data.schema import PNS_CLIENT_ID as PNS_ID  # noqa: F401  (re-exported)
+
+COORDINATOR = "coordinator"
+
 # Phase names, in protocol order (docs/protocol.md describes each).
 SETUP = "setup"
 LINKAGE = "linkage"

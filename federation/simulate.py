@@ -19,9 +19,9 @@ from typing import Any
 from federation.audit import privacy_checks, traffic
 from federation.config import ProtocolConfig
 from federation.errors import Pv4fadError
+from federation.messages import PNS_ID
 from federation.transcript import merge_ledgers
 
-PNS_ID = "swift"
 STAGES = ("train", "test")
 
 

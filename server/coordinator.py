@@ -18,15 +18,17 @@ from typing import Any
 from flwr.app import Message
 from flwr.server import Grid
 
-from clients.party import COORDINATOR, encode_peers
+from clients.party import encode_peers
 from federation.config import ProtocolConfig
 from federation.errors import ProtocolError
 from federation.messages import (
     AGGREGATE,
+    COORDINATOR,
     FINISH,
     JOINT_COUNTS,
     LINKAGE,
     NOISE,
+    PNS_ID,
     RELEASE,
     SCORE,
     SETUP,
@@ -37,7 +39,6 @@ from federation.simulation import wait_for_nodes
 from federation.transcript import PayloadClass, TranscriptLedger
 from server.privacy import training_noise
 
-PNS_ID = "swift"
 Progress = Callable[[str], None]
 
 
