@@ -23,6 +23,7 @@ from sklearn.metrics import average_precision_score
 
 from federation.cli import progress
 from federation.data import loader, schema
+from federation.errors import DataError
 from federation.features import PNSFeaturizer, status_in_the_clear, status_onehot
 
 T = TypeVar("T")
@@ -108,7 +109,7 @@ def run_baselines(root: str | Path, scenario: str, seed: int = 0) -> dict[str, A
     (train, train_banks), load_s, _ = measured(lambda: _scenario_frames(root, scenario, "train"))
     test, test_banks = _scenario_frames(root, scenario, "test")
     if "Label" not in test:
-        raise loader.DataError(f"{root / scenario}/test: no Label column (needed to score)")
+        raise DataError(f"{root / scenario}/test: no Label column (needed to score)")
     progress("computing features")
     featurizer = PNSFeaturizer()
     (x_pns, feat_s, feat_mib) = measured(lambda: featurizer.fit_transform(train))

@@ -38,8 +38,8 @@ class AnomalyMix:
     layering: float = 0.03  # 4-6 legs each, so about 11 % of anomalous rows
     missing_account: float = 0.15
     details_mismatch: float = 0.15
-    flagged_account: float = 0.17
-    unexplained: float = 0.03
+    flagged_account: float = 0.18
+    unexplained: float = 0.02
 
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self))
@@ -56,7 +56,7 @@ class Decoys:
     long_gap: float = 0.0001
     big_amount: float = 0.00005
     off_corridor: float = 0.0001
-    long_route: float = 0.0002
+    long_route: float = 0.0001
     stale_account: float = 0.00005
     details_typo: float = 0.0002
 
@@ -120,7 +120,7 @@ def _settlement(rng: np.random.Generator, mech: np.ndarray, decoy: dict, day: np
     weekday = sday % 7  # EPOCH is a Monday
     sday += np.where(weekday == 5, 2, np.where(weekday == 6, 1, 0))
     long = decoy["long_gap"]
-    sday[long] = day[long] + rng.integers(4, 8, int(long.sum()))
+    sday[long] = day[long] + rng.integers(4, 7, int(long.sum()))
     odd = mech == MECH["settlement_gap"]
     odd_gap = rng.choice([-3, -2, -1, 6, 7, 8, 9, 10, 11, 12], size=int(odd.sum()))
     sday[odd] = day[odd] + odd_gap
@@ -236,8 +236,10 @@ def simulate_stage(
     mech = mech[:p]
     decoy = {k: v[:p] for k, v in decoy.items()} | {"fx_instructed": decoys.fx_instructed}
     who = _parties(rng, world, mech, decoy)
-    start = spec.first_day * DAY + rng.integers(0, spec.days * DAY, p)
     hop = rng.integers(60, 1800, p)  # seconds between consecutive legs
+    # Whole payments (all legs) fall inside the stage's window: stages split in time.
+    room = spec.days * DAY - (legs - 1) * hop
+    start = spec.first_day * DAY + (rng.random(p) * room).astype(np.int64)
     columns = _amounts(rng, world, mech, decoy, who)
     columns["SettlementDate"] = _settlement(rng, mech, decoy, (start + (legs - 1) * hop) // DAY)
     columns |= _beneficiary(rng, world, mech, decoy, who["ben"])

@@ -104,7 +104,9 @@ def fixed_width_codes(rng: np.random.Generator, n: int, alphabet: str, width: in
 def to_strings(matrix: np.ndarray) -> pa.Array:
     """uint8 character matrix -> Arrow string array, one row per string."""
     flat = np.ascontiguousarray(matrix).view(f"S{matrix.shape[1]}").ravel()
-    return pa.array(flat).cast(pa.string())
+    array = pa.array(flat).cast(pa.string())
+    # Arrow converts large inputs in chunks; callers expect one contiguous array.
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def serial_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
