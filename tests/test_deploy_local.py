@@ -59,6 +59,7 @@ def test_local_deployment_trains_scores_and_leaves_ledgers(tmp_path: Path) -> No
     assert {e.recorder for e in merged} == PARTIES | {"coordinator"}
     audit = json.loads((out / "audit.json").read_text())
     assert audit["traffic"] and audit["releases"]
+    assert summary["audit_checks_pass"], audit["checks"]
 
 
 def _left_running(out: Path, stderr: str) -> list[str]:
