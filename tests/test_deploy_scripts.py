@@ -208,3 +208,13 @@ def test_run_local_refuses_a_non_empty_output_directory(tmp_path: Path) -> None:
     done = _run(DEPLOY / "run_local.sh", tmp_path)
     assert done.returncode == 2 and "is not empty" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_keys_and_party_data_never_enter_the_image() -> None:
+    """compose.yaml keeps keys under deploy/secrets and data under deploy/local; the
+    image's build context leaves both out."""
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    assert {"deploy/secrets", "deploy/local", ".venv", "data", "runs"} <= set(ignored)
+    mounts = [v.split(":")[0] for s in _services().values() for v in s.get("volumes", [])]
+    for source in (m for m in mounts if m.startswith("./")):
+        assert source.startswith(("./secrets/", "./local/", "./operator")), source
