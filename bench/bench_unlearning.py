@@ -27,13 +27,16 @@ def main() -> int:
     parser.add_argument("--data-dir", help="cache for generated data and models")
     parser.add_argument("--out", help="write the full result (JSON) here")
     args = parser.parse_args()
+
+    def keep(result: dict) -> None:
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=1))
+
     result = run_benchmark(
         args.quick, args.seeds, Path(args.data_dir) if args.data_dir else None,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        log=lambda line: print(line, file=sys.stderr, flush=True), on_seed=keep,
     )
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
     columns = ("forget_quality", "model_utility", "forget_probability", "forget_rouge", "privleak")
     print(f"| variant | lr | {' | '.join(columns)} |")
     print("|---|---|" + "---|" * len(columns))

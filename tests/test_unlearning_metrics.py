@@ -105,3 +105,12 @@ def test_utility_at_forgetting_takes_the_best_forgotten_run_per_seed():
     ]
     # Seeds: 0.5 (0.9 has FQ 0.01), none forgotten -> 0, 0.7.
     assert utility_at_forgetting(per_seed)["npo"] == {"median": 0.5, "min": 0.0, "max": 0.7}
+
+
+def test_benchmark_settings_reject_a_non_positive_seed_count():
+    from federation.errors import Pv4fadError
+    from llm_modules.unlearning.bench import settings
+
+    assert settings(quick=True).seeds == (0, 1, 2)
+    with pytest.raises(Pv4fadError, match="--seeds must be at least 1"):
+        settings(quick=False, seeds=0)

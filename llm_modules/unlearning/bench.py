@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from federation.errors import Pv4fadError
 from llm_modules.models import load_causal_lm
 from llm_modules.unlearning.benchmark import BenchmarkConfig, build_benchmark
 from llm_modules.unlearning.data import Fact
@@ -83,6 +84,8 @@ class BenchSettings:
 
 def settings(quick: bool, seeds: int | None = None) -> BenchSettings:
     """Quick: 40 entities, 3 seeds; full: 100 entities (TOFU's 10 % forget), 5 seeds."""
+    if seeds is not None and seeds < 1:
+        raise Pv4fadError(f"--seeds must be at least 1, got {seeds}")
     if quick:
         data = BenchmarkConfig()
         quick_variants = tuple(v for v in VARIANTS if not v.full_only)
@@ -193,21 +196,32 @@ def run_benchmark(
     seeds: int | None = None,
     root: Path | None = None,
     log: Callable[[str], None] = lambda _m: None,
+    on_seed: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Run every variant on every seed; returns settings, per-seed rows, summary, seconds."""
+    """Run every variant on every seed; returns settings, per-seed rows, summary, seconds.
+    `on_seed` receives the result so far after each seed (to keep partial results)."""
     bench = settings(quick, seeds)
     started = time.perf_counter()
     # Tiny models gain nothing from intra-op threads, and one thread makes runs reproducible
     # bit for bit (and matches the single-CPU federated workers).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    per_seed: list[dict[str, dict[str, dict[str, float]]]] = []
     try:
-        per_seed = [run_seed(seed, bench, root, log) for seed in bench.seeds]
+        for seed in bench.seeds:
+            per_seed.append(run_seed(seed, bench, root, log))
+            result = _result(quick, bench, per_seed, time.perf_counter() - started)
+            if on_seed is not None:
+                on_seed(result)
     finally:
         torch.set_num_threads(threads)
+    return result
+
+
+def _result(quick: bool, bench: BenchSettings, per_seed: list, seconds: float) -> dict:
     return {
         "quick": quick,
-        "seeds": list(bench.seeds),
+        "seeds": list(bench.seeds[: len(per_seed)]),
         "learning_rates": list(bench.learning_rates),
         "epochs": bench.unlearn.epochs,
         "entities": bench.data.n_entities,
@@ -216,5 +230,5 @@ def run_benchmark(
         "summary": summarise(per_seed),
         "utility_at_forgetting": utility_at_forgetting(per_seed),
         "fq_threshold": FQ_THRESHOLD,
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
     }
