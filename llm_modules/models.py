@@ -64,6 +64,8 @@ def load_causal_lm(
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"cannot load a causal LM from {str(path)!r}: {first}") from exc
+    if tokenizer.eos_token_id is None:
+        raise ModelError(f"the tokenizer at {str(path)!r} has no end-of-sequence token")
     if tokenizer.pad_token_id is None:
         # Causal LMs often ship without a pad token; padding is masked out anyway.
         tokenizer.pad_token = tokenizer.eos_token
