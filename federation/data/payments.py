@@ -8,6 +8,7 @@ payments carry rare decoy traits that look like a mechanism. See docs/data.md.
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,9 @@ from federation.data.world import (
 )
 
 EPOCH = np.datetime64("2022-01-03")  # a Monday
+Rng = np.random.Generator
+Arrays = dict[str, np.ndarray]
+Traits = dict[str, Any]  # decoy masks per trait, plus the FX accounts' rate
 DAY = 86_400
 
 
@@ -93,7 +97,7 @@ def _off_corridor(rng: np.random.Generator, world: World, obank: np.ndarray) -> 
     return out
 
 
-def _parties(rng: np.random.Generator, world: World, mech: np.ndarray, decoy: dict) -> dict:
+def _parties(rng: Rng, world: World, mech: np.ndarray, decoy: Traits) -> Arrays:
     """Ordering account, beneficiary bank and account of each payment."""
     p = len(mech)
     pick = np.searchsorted(world.orderer_cum, rng.random(p) * world.orderer_cum[-1], side="right")
@@ -110,7 +114,7 @@ def _parties(rng: np.random.Generator, world: World, mech: np.ndarray, decoy: di
     return {"orderer": orderer, "obank": obank, "bbank": bbank, "ben": ben}
 
 
-def _settlement(rng: np.random.Generator, mech: np.ndarray, decoy: dict, day: np.ndarray):
+def _settlement(rng: Rng, mech: np.ndarray, decoy: Traits, day: np.ndarray) -> np.ndarray:
     """SettlementDate as yymmdd, counted from `day`, the day of the payment's last leg.
 
     Normally the same or one of the next business days; abnormal for the gap mechanism.
@@ -128,7 +132,7 @@ def _settlement(rng: np.random.Generator, mech: np.ndarray, decoy: dict, day: np
     return (dates.year % 100) * 10000 + dates.month * 100 + dates.day
 
 
-def _amounts(rng: np.random.Generator, world: World, mech: np.ndarray, decoy: dict, who: dict):
+def _amounts(rng: Rng, world: World, mech: np.ndarray, decoy: Traits, who: Arrays) -> Arrays:
     """Instructed and settlement currency and amount of each payment."""
     o = who["orderer"]
     z = rng.standard_normal(len(mech))
@@ -159,7 +163,9 @@ def _amounts(rng: np.random.Generator, world: World, mech: np.ndarray, decoy: di
     }
 
 
-def _beneficiary(rng: np.random.Generator, world: World, mech: np.ndarray, decoy: dict, ben):
+def _beneficiary(
+    rng: Rng, world: World, mech: np.ndarray, decoy: Traits, ben: np.ndarray
+) -> dict[str, pa.Array]:
     """Beneficiary account and identity strings as written in the payment message."""
     p = len(mech)
     n_acc = len(world.amount_mu)
@@ -197,7 +203,7 @@ def _unissued(rng: np.random.Generator, world: World, n: int) -> np.ndarray:
     return numbers
 
 
-def _cut(rng: np.random.Generator, mech: np.ndarray, decoy: dict, rows: int) -> np.ndarray:
+def _cut(rng: Rng, mech: np.ndarray, decoy: Traits, rows: int) -> np.ndarray:
     """Legs per payment, with the last kept payment trimmed so the stage has `rows` rows."""
     legs = rng.choice([1, 2, 3], size=len(mech), p=[0.80, 0.17, 0.03])
     legs[decoy["long_route"]] = 4
@@ -263,7 +269,17 @@ def _uetrs(rng: np.random.Generator, p: int) -> pa.Array:
     return to_strings(np.hstack(parts))
 
 
-def _legs(rng, world: World, spec: StageSpec, mech, legs, who, start, hop, columns):
+def _legs(
+    rng: Rng,
+    world: World,
+    spec: StageSpec,
+    mech: np.ndarray,
+    legs: np.ndarray,
+    who: Arrays,
+    start: np.ndarray,
+    hop: np.ndarray,
+    columns: dict[str, Any],
+) -> tuple[pa.Table, np.ndarray]:
     """Expand payments into time-ordered leg messages in the challenge's column order."""
     p, n = len(legs), int(legs.sum())
     pay = np.repeat(np.arange(p), legs)
