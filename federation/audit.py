@@ -92,7 +92,10 @@ def load_run_ledger(run_dir: Path) -> list[TranscriptEntry]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("audit", help="show what crossed which boundary in a run")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, nargs="?",
+                   help="a run directory (its merged ledger.jsonl)")
+    p.add_argument("--ledger", type=Path, nargs="+", default=[],
+                   help="or the parties' own ledger files, merged here (a deployment)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd)
 
@@ -100,7 +103,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     from federation.cli import emit
 
-    entries = load_run_ledger(args.run_dir)
+    if bool(args.run_dir) == bool(args.ledger):
+        raise Pv4fadError("audit: give a run directory or --ledger FILE..., not both")
+    if args.run_dir:
+        entries = load_run_ledger(args.run_dir)
+    else:
+        missing = [str(p) for p in args.ledger if not p.is_file()]
+        if missing:
+            raise Pv4fadError(f"audit: no ledger file at {', '.join(missing)}")
+        entries = sorted((e for p in args.ledger for e in read_ledger(p)), key=lambda e: e.time)
     checks = privacy_checks(entries)
     emit({"checks": checks, "traffic": traffic(entries), "releases": releases(entries)},
          args.json, render(entries))

@@ -207,3 +207,14 @@ def test_simulate_cli_names_bad_input_in_one_line(tiny_data, tmp_path):
     assert len(err.strip().splitlines()) == 1
     code, _, err = _cli("simulate", "--stage", "test", "--out", str(tmp_path / "empty"))
     assert code == 2 and "no trained run" in err
+
+
+def test_audit_merges_party_ledgers_as_a_deployment_would(private_run):
+    import json
+
+    run_dir, _ = private_run
+    ledgers = [str(p) for p in sorted((run_dir / "parties").glob("*/ledger.jsonl"))]
+    code, out, _ = _cli("audit", "--ledger", *ledgers, "--json")
+    assert code == 0 and set(json.loads(out)["traffic"]) >= {"swift", "bank01", "bank02"}
+    code, _, err = _cli("audit", "--ledger", str(run_dir / "nope.jsonl"))
+    assert code == 2 and "nope.jsonl" in err
