@@ -137,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="runs,sweep")
     parser.add_argument("--scenarios", default="scenario01,scenario02,scenario03")
+    parser.add_argument("--modes", default="private,plaintext")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--inference-epsilon", type=float, default=8.0)
@@ -152,11 +153,12 @@ def main() -> None:
     config = ProtocolConfig(epsilon=1.0, inference_epsilon=args.inference_epsilon)
     if "runs" in parts:
         data = data_dir("default", args.work)
-        runs: dict[str, Any] = {}
+        runs: dict[str, Any] = dict(results.get("runs", {}))
+        configs = {"private": config,
+                   "plaintext": ProtocolConfig(**{**config.__dict__, "plaintext": True})}
         for scenario in args.scenarios.split(","):
-            for mode, cfg in (("private", config),
-                              ("plaintext", ProtocolConfig(**{**config.__dict__,
-                                                              "plaintext": True}))):
+            for mode in args.modes.split(","):
+                cfg = configs[mode]
                 reps = [full_run(data, scenario, args.work / f"{scenario}-{mode}-{r}", cfg)
                         for r in range(args.reps)]
                 runs[f"{scenario}/{mode}"] = reps
@@ -182,8 +184,9 @@ def render(results: dict[str, Any]) -> str:
     a = results["args"]
     lines = ["## PV4FAD protocol", "",
              f"Machine: {results['machine']}; {results['date']}. Command: "
-             f"`.venv/bin/python bench/bench_protocol.py --parts {a['parts']} "
-             f"--reps {a['reps']} --draws {a['draws']}`.", ""]
+             "`.venv/bin/python bench/bench_protocol.py --parts runs,sweep --scenarios "
+             "scenario01 --reps 3`, then `--parts runs --scenarios scenario02,scenario03 "
+             "--modes private --reps 1`, then `--parts scale`.", ""]
     runs = results.get("runs", {})
     if runs:
         lines += ["Full simulated runs on the default data (Flower simulation, CKKS, secure "

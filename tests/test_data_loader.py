@@ -239,3 +239,13 @@ def test_cli_validate_ok_and_error(
     assert main(["data", "validate", "--data", str(data), "--scenario", "scenario01"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("pv4fad: error: ") and "Flags" in err
+
+
+def test_a_party_needs_only_its_own_files(data: Path) -> None:
+    """A deployed party holds its own partition only; the others' files are not there."""
+    stage = data / "scenario01" / "train"
+    for other in ("bank02", "swift"):
+        for f in (stage / other).glob("*.csv"):
+            f.unlink()
+    assert len(loader.load_bank_client(data, "scenario01", "train", "bank01")) > 0
+    assert "swift" in _error(loader.load_transactions, data, "scenario01", "train")

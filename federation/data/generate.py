@@ -152,13 +152,23 @@ def _write_stage(out: Path, stage: str, table: pa.Table, world: World, banks: li
         (stage_dir / schema.PARTITIONS_FILE).write_text(json.dumps(parts, indent=2) + "\n")
 
 
+def _generator_digest() -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for module in ("schema.py", "world.py", "payments.py", "generate.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def default_data_dir() -> Path:
     """The embedded default data set: generated on first use (seconds), reused after.
 
-    Lives under `$PV4FAD_CACHE` (default `~/.cache/pv4fad`), named by scale and seed.
+    Lives under `$PV4FAD_CACHE` (default `~/.cache/pv4fad`), named by seed and by a digest
+    of the generator's code, so that a changed generator never serves stale data.
     """
     cache = Path(os.environ.get("PV4FAD_CACHE") or Path.home() / ".cache" / "pv4fad")
-    target = cache / f"data-default-seed{DEFAULT_SEED}"
+    target = cache / f"data-default-seed{DEFAULT_SEED}-{_generator_digest()}"
     if (target / GENERATOR_INFO).is_file():
         return target
     # Generate beside the target and rename, so that a crash never leaves half a data set.

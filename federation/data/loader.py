@@ -43,12 +43,16 @@ def list_scenarios(root: str | Path) -> list[str]:
     return names
 
 
-def partitions(root: str | Path, scenario: str, stage: str) -> dict[str, list[Path]]:
+def partitions(
+    root: str | Path, scenario: str, stage: str, client: str | None = None
+) -> dict[str, list[Path]]:
     """Client id -> the files it holds, from `<root>/<scenario>/<stage>/partitions.json`.
 
     `swift` is the payment network; `bankNN` are bank clients (each may hold several banks'
     files). Entries may be `{"swift_data_path": p}`, `{"bank_data_path": p or [p, ...]}`,
     a path or a list of paths; relative paths are taken from the partitions.json folder.
+    With `client`, only that client's files are resolved: a deployed party holds only its
+    own files.
     """
     root = Path(root)
     listed = list_scenarios(root)
@@ -65,24 +69,27 @@ def partitions(root: str | Path, scenario: str, stage: str) -> dict[str, list[Pa
             f"{path}: no {schema.PNS_CLIENT_ID!r} client (expected the payment network's "
             f"entry; found {', '.join(sorted(entries)) or 'none'})"
         )
+    if client is not None:
+        if client not in entries:
+            kind = "bank client" if client != schema.PNS_CLIENT_ID else "client"
+            banks = sorted(c for c in entries if c != schema.PNS_CLIENT_ID)
+            raise DataError(f"{path}: no {kind} {client!r} (expected one of {', '.join(banks)})")
+        entries = {client: entries[client]}
     return {cid: _entry_files(path, cid, entry) for cid, entry in entries.items()}
 
 
 def load_transactions(root: str | Path, scenario: str, stage: str) -> pd.DataFrame:
     """The payment network's (`swift`) validated transactions of one scenario and stage."""
-    files = partitions(root, scenario, stage)[schema.PNS_CLIENT_ID]
+    files = partitions(root, scenario, stage, schema.PNS_CLIENT_ID)[schema.PNS_CLIENT_ID]
     return _concat([read_transactions(f, require_label=stage == "train") for f in files])
 
 
 def load_bank_client(root: str | Path, scenario: str, stage: str, cid: str) -> pd.DataFrame:
     """All account rows held by bank client `cid` (possibly several banks), validated."""
-    parts = partitions(root, scenario, stage)
-    if cid not in parts or cid == schema.PNS_CLIENT_ID:
-        banks = sorted(c for c in parts if c != schema.PNS_CLIENT_ID)
-        raise DataError(
-            f"{Path(root) / scenario / stage / schema.PARTITIONS_FILE}: no bank client "
-            f"{cid!r} (expected one of {', '.join(banks)})"
-        )
+    if cid == schema.PNS_CLIENT_ID:
+        raise DataError(f"{Path(root) / scenario / stage / schema.PARTITIONS_FILE}: "
+                        f"{cid!r} is the payment network, not a bank client")
+    parts = partitions(root, scenario, stage, cid)
     frames = [read_accounts(f) for f in parts[cid]]
     accounts = _concat(frames)
     _check_unique_accounts(accounts, ", ".join(str(f) for f in parts[cid]))
