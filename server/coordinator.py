@@ -74,12 +74,12 @@ class Coordinator:
         setup = self._setup()  # 1. keys and data checks; only public material leaves
         banks = self._alive_banks()
         linkage = self._phase(LINKAGE, {PNS_ID: self._directory(setup, banks)})  # 2.
-        statuses = self._relay(STATUS, linkage[PNS_ID].sealed, to_pns=True)  # 3.
-        counts = self._phase(JOINT_COUNTS, {PNS_ID: Envelope(meta={}, sealed=statuses)})  # 5.
-        shares = self._noise_rounds(counts[PNS_ID].sealed)  # 6. noise + secure aggregation
-        self._phase(AGGREGATE, {PNS_ID: Envelope(
+        statuses = self._relay(STATUS, linkage[PNS_ID].sealed)  # 3.
+        counts = self._phase(JOINT_COUNTS, {PNS_ID: Envelope(meta={}, sealed=statuses)})  # 4.
+        shares = self._noise_rounds(counts[PNS_ID].sealed)  # 5. noise + secure aggregation
+        self._phase(AGGREGATE, {PNS_ID: Envelope(  # 6.-7. unmask the sum, build the model
             meta={}, public={"participants": list(shares)}, sealed=shares)})
-        return self._finish_stage()
+        return self.report
 
     def test(self) -> StageReport:
         """Inference: linkage and encrypted status again, then masked scoring."""
@@ -87,11 +87,11 @@ class Coordinator:
         setup = self._setup()
         banks = self._alive_banks()
         linkage = self._phase(LINKAGE, {PNS_ID: self._directory(setup, banks)})
-        statuses = self._relay(STATUS, linkage[PNS_ID].sealed, to_pns=True)
+        statuses = self._relay(STATUS, linkage[PNS_ID].sealed)
         scored = self._phase(SCORE, {PNS_ID: Envelope(meta={}, sealed=statuses)})
-        released = self._relay(RELEASE, scored[PNS_ID].sealed, to_pns=True)
+        released = self._relay(RELEASE, scored[PNS_ID].sealed)
         self._phase(FINISH, {PNS_ID: Envelope(meta={}, sealed=released)})
-        return self._finish_stage()
+        return self.report
 
     # -- steps ---------------------------------------------------------------------------
     def _setup(self) -> dict[str, Envelope]:
@@ -115,8 +115,7 @@ class Coordinator:
             "ckks_owners": list(info),
         })
 
-    def _relay(self, phase: str, sealed: Mapping[str, bytes], *, to_pns: bool
-               ) -> dict[str, bytes]:
+    def _relay(self, phase: str, sealed: Mapping[str, bytes]) -> dict[str, bytes]:
         """Deliver the PNS's sealed payloads to banks; collect their sealed answers."""
         targets = {bank: Envelope(meta={}, sealed={PNS_ID: blob})
                    for bank, blob in sealed.items() if bank in self._alive_banks()}
@@ -241,9 +240,6 @@ class Coordinator:
         self.round = 0
         self.ledger = TranscriptLedger(COORDINATOR, self.report.run_id,
                                        self.run_dir / COORDINATOR / "ledger.jsonl")
-
-    def _finish_stage(self) -> StageReport:
-        return self.report
 
 
 def _reportable(value: Any) -> bool:
