@@ -33,7 +33,10 @@ test-slow: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Slow (about an hour on 2 cores): every benchmark, then docs/benchmarks.md.
+# Slow (about two hours on 2 cores): every benchmark, then docs/benchmarks.md. The data,
+# crypto and protocol scripts rewrite their sections of docs/benchmarks/; the SISA,
+# unlearning and deployment scripts print (and save as JSON) the figures their sections
+# summarise.
 bench: setup
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_crypto.py --out docs/benchmarks/crypto.md
