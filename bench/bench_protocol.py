@@ -135,7 +135,9 @@ def sweep(x: dict[str, np.ndarray], config: ProtocolConfig, draws: int) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="runs,sweep")
+    parser.add_argument("--parts", default="runs,sweep",
+                        help="runs, sweep, scale, baseline, or render (tables from the "
+                        "saved JSON)")
     parser.add_argument("--scenarios", default="scenario01,scenario02,scenario03")
     parser.add_argument("--modes", default="private,plaintext")
     parser.add_argument("--reps", type=int, default=3)
@@ -164,6 +166,10 @@ def main() -> None:
                 runs[f"{scenario}/{mode}"] = reps
                 _save(args.out, results | {"runs": runs})
         results["runs"] = runs
+    if "baseline" in parts:
+        from federation.baselines import run_baselines
+
+        results["baseline"] = run_baselines(data_dir("default", args.work), "scenario01")
     if "sweep" in parts:
         x = exact_inputs(data_dir("default", args.work), config)
         results["sweep"] = sweep(x, config, args.draws)
@@ -191,15 +197,14 @@ def render(results: dict[str, Any]) -> str:
     if runs:
         lines += ["Full simulated runs on the default data (Flower simulation, CKKS, secure "
                   "aggregation), training epsilon 1 (delta 1e-6), inference randomized "
-                  f"response at epsilon {a['inference_epsilon']}; medians of {a['reps']} "
-                  "runs:", "",
-                  "| scenario | mode | AUPRC | PNS-only | wall s | bytes sent (all) | "
-                  "peak RSS MiB | privacy checks |", "|---|---|---|---|---|---|---|---|"]
+                  f"response at epsilon {a['inference_epsilon']}; medians over n runs:", "",
+                  "| scenario | mode | n | AUPRC | PNS-only | wall s | bytes sent (all) | "
+                  "peak RSS MiB | privacy checks |", "|---|---|---|---|---|---|---|---|---|"]
         for key, reps in runs.items():
             scenario, mode = key.split("/")
             failed = sum(v for r in reps for v in r["privacy_checks"].values())
             lines.append(
-                f"| {scenario} | {mode} | {_med([r['auprc'] for r in reps]):.4f} | "
+                f"| {scenario} | {mode} | {len(reps)} | {_med([r['auprc'] for r in reps]):.4f} | "
                 f"{_med([r['auprc_pns_only'] for r in reps]):.4f} | "
                 f"{_med([r['wall_s'] for r in reps]):.1f} | "
                 f"{_med([r['bytes_total'] for r in reps]):,.0f} | "
@@ -223,6 +228,13 @@ def render(results: dict[str, Any]) -> str:
                     n = reps[0].get("test_rows") or 1
                     lines.append(f"| {key.split('/')[0]} | {party} | {t['sent'] / n:,.0f} | "
                                  f"{t['received'] / n:,.0f} |")
+    base = results.get("baseline")
+    if base:
+        m = base["models"]
+        lines += ["", f"Plaintext baselines on the same data (`pv4fad baseline`, scenario01): "
+                  f"centralized forest {m['centralized_rf']['auprc']:.4f}, PNS-only forest "
+                  f"{m['pns_only_rf']['auprc']:.4f}, gradient boosting "
+                  f"{m['centralized_hgb']['auprc']:.4f}."]
     sweep_ = results.get("sweep")
     if sweep_:
         lines += ["", f"AUPRC against epsilon (default data, scenario-independent: the joint "
