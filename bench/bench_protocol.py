@@ -192,7 +192,7 @@ def render(results: dict[str, Any]) -> str:
              f"Machine: {results['machine']}; {results['date']}. Command: "
              "`.venv/bin/python bench/bench_protocol.py --parts runs,sweep --scenarios "
              "scenario01 --reps 3`, then `--parts runs --scenarios scenario02,scenario03 "
-             "--modes private --reps 1`, then `--parts scale`.", ""]
+             "--modes private --reps 1`, then `--parts scale`, then `--parts baseline`.", ""]
     runs = results.get("runs", {})
     if runs:
         lines += ["Full simulated runs on the default data (Flower simulation, CKKS, secure "
