@@ -52,27 +52,20 @@ class Bank(Party):
 
     # 2. status: answer the PNS's keyed-hash queries with encrypted one-hot status.
     def status(self) -> Envelope:
-        from federation.features import IDENTITY_COLUMNS, STATUS_NAMES, beneficiary_status
+        from federation.features import ACCOUNT_IDENTITY, STATUS_NAMES, beneficiary_status
 
         request = self.open_from(PNS_ID, LINKAGE, self.envelope.sealed[PNS_ID], {
-            col: PayloadClass.KEYED_HASH for col in IDENTITY_COLUMNS})
+            col: PayloadClass.KEYED_HASH for col in ACCOUNT_IDENTITY})
         key = self._linkage_key()
         accounts = self._accounts()
-        own = pd.DataFrame({
-            "Account": keyed_hashes(accounts["Account"], key, "Account"),
-            "Name": keyed_hashes(accounts["Name"], key, "Name"),
-            "Street": keyed_hashes(accounts["Street"], key, "Street"),
-            "CountryCityZip": keyed_hashes(accounts["CountryCityZip"], key, "CountryCityZip"),
-            "Flags": accounts["Flags"].to_numpy(),
-        })
-        queries = pd.DataFrame({
-            target: request[target] for target in ("Account", "Name", "Street", "CountryCityZip")
-        })
+        # The bank's own records under the same keyed hash: only equality is compared.
+        own = pd.DataFrame({col: keyed_hashes(accounts[col], key, col)
+                            for col in ACCOUNT_IDENTITY})
+        own["Flags"] = accounts["Flags"].to_numpy()
+        queries = pd.DataFrame({col: request[col] for col in ACCOUNT_IDENTITY})
         status = beneficiary_status(own, queries)
         if self.stage == "test" and self.config.inference_epsilon is not None:
             status = self._randomize(status, queries, len(STATUS_NAMES))
-        # Remembered for per-account accounting of inference releases.
-        self.save_arrays("queries", account=np.asarray(request["Account"]))
         blob = self.backend.encrypt_status(self.state, status, len(STATUS_NAMES))
         sealed = self.seal_for(PNS_ID, STATUS, {"status": blob},
                                {"status": self.backend.status_class})

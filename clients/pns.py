@@ -22,6 +22,7 @@ from clients.backends import from_ring, secagg_round_tag, unmask_rows
 from clients.party import Party
 from crypto.linkage import keyed_hashes, linkage_key
 from federation.errors import ProtocolError
+from federation.features import ACCOUNT_IDENTITY, IDENTITY_COLUMNS
 from federation.messages import (
     AGGREGATE,
     FINISH,
@@ -43,12 +44,7 @@ from federation.status_model import (
 from federation.transcript import PayloadClass
 
 # Query columns in the transactions and the names the bank's status function expects.
-QUERY_COLUMNS = {
-    "BeneficiaryAccount": "Account",
-    "BeneficiaryName": "Name",
-    "BeneficiaryStreet": "Street",
-    "BeneficiaryCountryCityZip": "CountryCityZip",
-}
+QUERY_COLUMNS = dict(zip(IDENTITY_COLUMNS, ACCOUNT_IDENTITY, strict=True))
 
 
 class PaymentNetwork(Party):

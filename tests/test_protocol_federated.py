@@ -51,11 +51,13 @@ def test_ledger_shows_no_boundary_violation(private_run):
     entries = load_run_ledger(run_dir)
     assert not any(privacy_checks(entries).values())
     assert summary["privacy_checks"] == {k: 0 for k in summary["privacy_checks"]}
-    # Both ends record every party-to-party payload, with the same size.
-    sent = {(e.message_type, e.sender, e.receiver, e.nbytes) for e in entries
-            if e.direction == "sent" and "coordinator" not in (e.sender, e.receiver)}
-    got = {(e.message_type, e.sender, e.receiver, e.nbytes) for e in entries
-           if e.direction == "received" and "coordinator" not in (e.sender, e.receiver)}
+    # Both ends record every party-to-party payload, with the same size and field classes.
+    def view(direction):
+        return {(e.message_type, e.sender, e.receiver, e.nbytes, tuple(sorted(e.fields.items())))
+                for e in entries
+                if e.direction == direction and "coordinator" not in (e.sender, e.receiver)}
+
+    sent, got = view("sent"), view("received")
     assert sent and sent == got
     releases = [e for e in entries if e.direction == "release"]
     assert {e.recorder for e in releases} == {"swift", "bank01", "bank02"}
