@@ -101,11 +101,12 @@ class Party:
         }
         self.save_json("peers.json", clean)
 
-    def peer_public(self, peer: str, key: str = "e2e_public") -> bytes:
+    def peer_public(self, peer: str) -> bytes:
+        """The X25519 public key of another party, as relayed at setup."""
         peers = self.load_json("peers.json")
         if peer not in peers:
             raise ProtocolError(f"{self.id}: no public key known for party {peer!r}")
-        return bytes.fromhex(peers[peer][key])
+        return bytes.fromhex(peers[peer]["e2e_public"])
 
     # -- sealed mail ----------------------------------------------------------------------
     def _header(self, sender: str, receiver: str, phase: str) -> Any:

@@ -37,6 +37,7 @@ def simulate(
 ) -> dict[str, Any]:
     """Run the given stages; returns the summary (also written to RUN_DIR/summary.json)."""
     from clients.app import build_client_app
+    from clients.party import NodeSettings
     from federation.cli import progress
     from federation.simulation import run_federation
     from server.coordinator import Coordinator
@@ -45,9 +46,10 @@ def simulate(
     data_root, scenario, config = _resolve_run(run_dir, data_root, scenario, config, stages)
     parties = _parties(data_root, scenario)
     layout = {
-        i: {"role": "pns" if pid == PNS_ID else "bank", "party-id": pid,
-            "data-root": str(data_root), "scenario": scenario,
-            "state-dir": str(run_dir / "parties" / pid), "fail-at": (faults or {}).get(pid, "")}
+        i: NodeSettings(role="pns" if pid == PNS_ID else "bank", party_id=pid,
+                        data_root=str(data_root), scenario=scenario,
+                        state_dir=str(run_dir / "parties" / pid),
+                        fail_at=(faults or {}).get(pid, "")).to_node_config()
         for i, pid in enumerate(parties)
     }
     progress(f"simulating {scenario} ({len(parties) - 1} bank clients) from {data_root}")
