@@ -54,15 +54,16 @@ class TranscriptLedger:
         self.party = party
         self.run = run
         self.path = Path(path) if path is not None else None
-        self._entries: list[TranscriptEntry] = []
+        self._entries: list[TranscriptEntry] = []  # used only without a file
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.exists():
-                self._entries = list(read_ledger(self.path))
 
     def _append(self, entry: TranscriptEntry) -> TranscriptEntry:
-        self._entries.append(entry)
-        if self.path is not None:
+        # File-backed ledgers only append: a party opens one per message, so reading the
+        # whole history back each time would grow with the run.
+        if self.path is None:
+            self._entries.append(entry)
+        else:
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(asdict(entry), sort_keys=True) + "\n")
         return entry
@@ -119,7 +120,10 @@ class TranscriptLedger:
 
     @property
     def entries(self) -> list[TranscriptEntry]:
-        return list(self._entries)
+        """Everything recorded so far (read back from the file when there is one)."""
+        if self.path is None:
+            return list(self._entries)
+        return list(read_ledger(self.path)) if self.path.exists() else []
 
 
 def read_ledger(path: Path) -> Iterable[TranscriptEntry]:
