@@ -123,7 +123,7 @@ def render(
         "| scale | train + test rows | runs | seconds (median) | peak RSS MiB (median) |",
         "|---|---|---|---|---|",
     ]
-    rows = {"tiny": "4 k + 2 k", "default": "300 k + 150 k", "challenge": "3.0 M + 1.0 M"}
+    rows = {"tiny": "4 k + 2 k", "default": "1.0 M + 500 k", "challenge": "3.0 M + 1.0 M"}
     for scale, runs in gen.items():
         lines.append(
             f"| {scale} | {rows.get(scale, '?')} | {len(runs)} | "

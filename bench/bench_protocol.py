@@ -30,6 +30,7 @@ from federation.status_model import (
     StatusTable,
     beneficiary_keys,
     capped_rows,
+    combined_scores,
     score_bin_edges,
 )
 
@@ -116,7 +117,8 @@ def _auprc(x: dict[str, np.ndarray], config: ProtocolConfig, train_eps: float | 
     if inference_eps is not None:  # one draw per distinct identity, as the bank does
         _, first, codes = np.unique(x["test_identity"], return_index=True, return_inverse=True)
         status = categorical_randomized_response(status[first], k, inference_eps)[codes]
-    scores = table.table(inference_eps)[x["test_bin"], status] + 1e-6 * x["test_score"]
+    scores = combined_scores(table.forest_log_odds(x["test_score"], x["test_bin"]),
+                             table.status_log_ratio(inference_eps)[x["test_bin"], status])
     return float(average_precision_score(x["test_label"], scores))
 
 

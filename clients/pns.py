@@ -4,7 +4,8 @@ The PNS holds the transactions and labels. It trains its random forest on its ow
 in the clear, and learns about the banks' records only through:
 - training: DP-noised joint counts (score bin x bank status x label), summed over banks by
   secure aggregation, from which it builds the status-aware table T[bin, status];
-- inference: each test row's T[bin, status] plus the bank's output-privacy noise.
+- inference: each test row's status evidence R[bin, status], from the status the bank
+  reported by randomized response (output privacy); it adds its forest's own evidence.
 What it sends: keyed hashes of beneficiary identities (linkage), and CKKS ciphertexts under
 the bank's key with its own masks added (the bank decrypts only masked values).
 """
@@ -39,6 +40,7 @@ from federation.status_model import (
     StatusTable,
     beneficiary_keys,
     capped_rows,
+    combined_scores,
     score_bin_edges,
 )
 from federation.transcript import PayloadClass
@@ -165,9 +167,10 @@ class PaymentNetwork(Party):
             "training_epsilon": accountant.epsilon(self.config.delta),
             "training_delta": self.config.delta, "banks_in_table": participants})
 
-    # 5. score (inference): T[bin, status] under the bank's key, masked per row.
+    # 5. score (inference): the status's evidence R[bin, status] under the bank's key,
+    # masked per row.
     def score(self) -> Envelope:
-        table = StatusTable.from_json(self.load_json("status_table.json")).table(
+        table = StatusTable.from_json(self.load_json("status_table.json")).status_log_ratio(
             self.config.inference_epsilon)
         bins = self.load_arrays("scores")["bin"]
         sealed: dict[str, bytes] = {}
@@ -181,14 +184,15 @@ class PaymentNetwork(Party):
                                          {"scores": self.backend.rows_class})
         return self.reply(SCORE, sealed=sealed)
 
-    # 6. finish (inference): unmask released scores; rows without a bank answer fall back.
+    # 6. finish (inference): unmask the status evidence and add the forest's; rows without
+    # a bank answer keep the forest's evidence alone.
     def finish(self) -> Envelope:
         from sklearn.metrics import average_precision_score
 
         table = StatusTable.from_json(self.load_json("status_table.json"))
         arrays = self.load_arrays("scores")
         bins, labels = arrays["bin"], arrays["label"]
-        scores = table.fallback[bins].astype(np.float64)
+        evidence = np.zeros(len(bins))
         answered = np.zeros(len(bins), dtype=bool)
         noised = self.config.inference_epsilon is not None
         for bank, blob in self.envelope.sealed.items():
@@ -196,10 +200,9 @@ class PaymentNetwork(Party):
                 "scores": PayloadClass.DP_NOISED if noised else PayloadClass.PLAINTEXT})
             rows = self.load_arrays(f"linkage_{bank}")["rows"]
             offsets = self.load_arrays(f"masks_{bank}")["offsets"]
-            scores[rows] = unmask_rows(np.asarray(released["scores"]), offsets)
+            evidence[rows] = unmask_rows(np.asarray(released["scores"]), offsets)
             answered[rows] = True
-        # Ties within a table cell are broken by the PNS's own forest score.
-        final = scores + 1e-6 * arrays["score"]
+        final = combined_scores(table.forest_log_odds(arrays["score"], bins), evidence)
         rows = pd.read_parquet(self.stage_dir() / "rows.parquet", columns=["MessageId"])
         out = self.stage_dir() / "predictions.csv"
         pd.DataFrame({"MessageId": rows["MessageId"], "Score": final}).to_csv(out, index=False)

@@ -15,7 +15,8 @@ class ProtocolConfig:
     epsilon/delta: training budget for the bank-derived joint counts (per bank account).
     inference_epsilon: output privacy: k-ary randomized response on each queried identity's
       status at test time (None: exact scores, which the audit flags).
-    n_bins: edges between PNS score bins of the status-aware table (n_bins + 1 bins).
+    n_bins: edges between PNS score bins of the status-aware table (n_bins + 1 bins); the
+      default, one bin, keeps the released cells few and large against the DP noise.
     max_rows_per_account: training rows per beneficiary account that enter the counts;
       bounds the sensitivity of the counts to one account's bank record.
     plaintext: crypto switched off (kept only to measure the cost of privacy).
@@ -24,8 +25,8 @@ class ProtocolConfig:
     epsilon: float = 1.0
     delta: float = 1e-6
     inference_epsilon: float | None = 8.0
-    n_bins: int = 2
-    max_rows_per_account: int = 2
+    n_bins: int = 0
+    max_rows_per_account: int = 1
     plaintext: bool = False
     seed: int = 0
     timeout_s: float = 900.0
@@ -37,8 +38,9 @@ class ProtocolConfig:
             raise Pv4fadError(f"--delta must be in (0, 1), got {self.delta}")
         if self.inference_epsilon is not None and not self.inference_epsilon > 0:
             raise Pv4fadError(f"--inference-epsilon must be > 0, got {self.inference_epsilon}")
-        if self.n_bins < 2 or self.max_rows_per_account < 1:
-            raise Pv4fadError("n_bins must be >= 2 and max_rows_per_account >= 1")
+        if self.n_bins < 0 or self.max_rows_per_account < 1:
+            raise Pv4fadError(f"--n-bins must be >= 0 and --max-rows-per-account >= 1, got "
+                              f"{self.n_bins} and {self.max_rows_per_account}")
 
     def to_record(self) -> dict[str, Any]:
         """As Flower ConfigRecord values (no None)."""

@@ -1,8 +1,12 @@
-"""The PNS's status-aware model: its forest's score bin x the bank's status.
+"""The PNS's status-aware model: its own forest score combined with the bank's status.
 
-T[bin, status] = P(anomaly | bin, status), estimated from the DP-noised joint counts and
-shrunk towards the PNS's own P(anomaly | bin) where counts are small or noisy. Rows that
-get no bank answer (a bank dropped out, or an unknown final receiver) use that fallback.
+T[bin, status] = P(anomaly | bin, status) is estimated from the DP-noised joint counts and
+shrunk towards the PNS's own P(anomaly | bin) where counts are small or noisy. A row's score
+adds, on the log-odds scale, the PNS's own evidence (its forest score) and the bank's
+(R[bin, status] = logit T[bin, status] - logit P(anomaly | bin), the status's likelihood
+ratio within the bin). So the ranking inside a cell still follows the forest, and few,
+large released cells keep the DP noise small. Rows without a bank answer (a bank dropped
+out, or an unknown final receiver) keep the forest's evidence alone.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ import pandas as pd
 
 # Pseudo-count of the shrinkage towards the PNS-only rate of the bin.
 PRIOR_WEIGHT = 2.0
+# Weight of the forest score against the bin's rate: a forest score of 0 is not certainty.
+FOREST_WEIGHT = 100.0
 
 
 def score_bin_edges(scores: np.ndarray, n_bins: int, positive_rate: float) -> np.ndarray:
     """`n_bins` increasing edges (so n_bins + 1 bins) from the training scores.
 
     The edges sit at upper-tail masses from 10x the anomaly rate down to the rate itself:
-    coarse bins keep every released cell large against the DP noise, and the ranking
-    inside a bin comes from the PNS's own score (tie-break), so little is lost.
+    coarse bins keep every released cell large against the DP noise, and the forest score
+    still ranks the rows inside a bin. n_bins = 0: one bin, no edges.
     """
+    if n_bins == 0:
+        return np.array([])
     rate = float(np.clip(positive_rate, 1e-5, 0.05))
     tail = np.geomspace(10 * rate, rate, n_bins) if n_bins > 1 else np.array([10 * rate])
     edges = np.quantile(scores, 1.0 - tail)
@@ -85,12 +93,32 @@ class StatusTable:
         fallback = (all_rows[:, 1] + 1e-3) / (all_rows.sum(axis=1) + 1.0)
         return cls(counts=np.concatenate([ok[:, :, None], non_ok], axis=2), fallback=fallback)
 
+    def status_log_ratio(self, reported_epsilon: float | None = None) -> np.ndarray:
+        """R[bin, status] = logit T[bin, status] - logit fallback[bin]."""
+        return log_odds(self.table(reported_epsilon)) - log_odds(self.fallback)[:, None]
+
+    def forest_log_odds(self, scores: np.ndarray, bins: np.ndarray) -> np.ndarray:
+        """The PNS's own evidence: logit of its forest score, shrunk towards the bin's rate."""
+        return log_odds((FOREST_WEIGHT * scores + self.fallback[bins]) / (FOREST_WEIGHT + 1))
+
     def to_json(self) -> dict[str, Any]:
         return {"counts": self.counts.tolist(), "fallback": self.fallback.tolist()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StatusTable:
         return cls(counts=np.asarray(data["counts"]), fallback=np.asarray(data["fallback"]))
+
+
+def log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, 1.0 - 1e-9)
+    return np.log(p) - np.log1p(-p)
+
+
+def combined_scores(forest_log_odds: np.ndarray, status_log_ratio: np.ndarray) -> np.ndarray:
+    """P(anomaly | forest score, status) from the two pieces of evidence."""
+    from scipy.special import expit
+
+    return expit(forest_log_odds + status_log_ratio)
 
 
 def randomized_response_matrix(epsilon: float, k: int) -> np.ndarray:

@@ -10,7 +10,12 @@ from federation import wire
 from federation.audit import privacy_checks, traffic
 from federation.config import ProtocolConfig
 from federation.errors import ProtocolError, Pv4fadError
-from federation.status_model import StatusTable, capped_rows, score_bin_edges
+from federation.status_model import (
+    StatusTable,
+    capped_rows,
+    combined_scores,
+    score_bin_edges,
+)
 from federation.transcript import PayloadClass, TranscriptLedger, read_ledger
 
 
@@ -70,6 +75,27 @@ def test_bin_edges_follow_the_anomaly_rate():
     counts = np.bincount(np.digitize(scores, edges), minlength=3)
     assert counts[2] == pytest.approx(100, abs=5)  # top bin: the anomaly rate
     assert counts[1] == pytest.approx(900, abs=15)  # next: up to 10x the rate
+
+
+def test_zero_edges_make_one_bin():
+    assert score_bin_edges(np.linspace(0, 1, 50), 0, positive_rate=0.01).size == 0
+
+
+def test_combined_score_adds_status_evidence_to_the_forest_score():
+    # One bin; 1000 ok rows (2 positive) and 20 "missing" rows (15 positive).
+    bins = np.zeros(1020, dtype=int)
+    labels = np.array([1] * 2 + [0] * 998 + [1] * 15 + [0] * 5)
+    noisy = np.zeros((1, 2, 1))
+    noisy[0, :, 0] = [5, 15]
+    table = StatusTable.from_noisy_counts(noisy, bins, labels, np.arange(1020), n_bins=0)
+    ratio = table.status_log_ratio()
+    assert ratio[0, 1] > 3.0 > 0.0 > ratio[0, 0]  # "missing" multiplies the odds, ok lowers
+    forest = table.forest_log_odds(np.array([0.0, 0.0, 0.5]), np.zeros(3, dtype=int))
+    scores = combined_scores(forest, np.array([ratio[0, 0], ratio[0, 1], ratio[0, 0]]))
+    # A low forest score with a "missing" status outranks it with "ok"; the forest's own
+    # evidence still counts (0.5 with "ok" outranks 0 with "ok").
+    assert scores[1] > scores[0] and scores[2] > scores[0]
+    assert np.all((scores > 0) & (scores < 1))
 
 
 def test_capped_rows_keeps_at_most_cap_rows_per_account():

@@ -41,7 +41,7 @@ class Scale:
 SCALES: dict[str, Scale] = {
     # Unit tests of whole federated runs: small, with a raised anomaly rate (2 %).
     "tiny": Scale("tiny", 4_000, 2_000, 12, 0.02, 21, 7),
-    "default": Scale("default", 300_000, 150_000, 40, 0.0012, 42, 21),
+    "default": Scale("default", 1_000_000, 500_000, 40, 0.0012, 42, 21),
     "challenge": Scale("challenge", 3_000_000, 1_000_000, 80, 0.0012, 63, 21),
 }
 SCENARIO_BANK_CLIENTS: dict[str, int] = {"scenario01": 2, "scenario02": 4, "scenario03": 9}

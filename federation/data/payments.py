@@ -35,15 +35,15 @@ DAY = 86_400
 class AnomalyMix:
     """Share of anomalous payments produced by each mechanism (they sum to 1)."""
 
-    currency_mismatch: float = 0.14
+    currency_mismatch: float = 0.15
     settlement_gap: float = 0.13
     amount_outlier: float = 0.12
     rare_corridor: float = 0.08
-    layering: float = 0.03  # 4-6 legs each, so about 11 % of anomalous rows
+    layering: float = 0.03  # 5-7 legs each, so about 13 % of anomalous rows
     missing_account: float = 0.15
     details_mismatch: float = 0.15
-    flagged_account: float = 0.18
-    unexplained: float = 0.02
+    flagged_account: float = 0.185
+    unexplained: float = 0.005
 
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self))
@@ -208,7 +208,7 @@ def _cut(rng: Rng, mech: np.ndarray, decoy: Traits, rows: int) -> np.ndarray:
     legs = rng.choice([1, 2, 3], size=len(mech), p=[0.80, 0.17, 0.03])
     legs[decoy["long_route"]] = 4
     layer = mech == MECH["layering"]
-    legs[layer] = rng.integers(4, 7, int(layer.sum()))
+    legs[layer] = rng.integers(5, 8, int(layer.sum()))
     cum = np.cumsum(legs)
     last = int(np.searchsorted(cum, rows))
     legs = legs[: last + 1]
