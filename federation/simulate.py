@@ -62,7 +62,12 @@ def simulate(
     reports = run_federation(server_main, build_client_app(layout), len(parties),
                              verbose=verbose)
     wall = time.perf_counter() - started
-    return _summarise(run_dir, scenario, data_root, config, reports, wall)
+    saved = json.loads((run_dir / "run.json").read_text())
+    saved["stage_run_ids"] = saved.get("stage_run_ids", {}) | {r.stage: r.run_id
+                                                               for r in reports}
+    (run_dir / "run.json").write_text(json.dumps(saved, indent=1))
+    return _summarise(run_dir, scenario, data_root, config, reports, wall,
+                      set(saved["stage_run_ids"].values()))
 
 
 def _resolve_run(run_dir: Path, data_root: Path | None, scenario: str | None,
@@ -91,7 +96,8 @@ def _resolve_run(run_dir: Path, data_root: Path | None, scenario: str | None,
     if "train" in stages:
         run_dir.mkdir(parents=True, exist_ok=True)
         saved_path.write_text(json.dumps({"data_root": str(data_root), "scenario": scenario,
-                                          "config": asdict(config)}, indent=1))
+                                          "config": asdict(config),
+                                          "stage_run_ids": {}}, indent=1))
     return data_root, scenario, config
 
 
@@ -106,10 +112,13 @@ def _parties(data_root: Path, scenario: str) -> list[str]:
 
 
 def _summarise(run_dir: Path, scenario: str, data_root: Path, config: ProtocolConfig,
-               reports: list[Any], wall: float) -> dict[str, Any]:
+               reports: list[Any], wall: float, run_ids: set[str]) -> dict[str, Any]:
     ledgers = sorted(run_dir.glob("parties/*/ledger.jsonl")) + [
         run_dir / "coordinator" / "ledger.jsonl"]
-    entries = merge_ledgers([p for p in ledgers if p.exists()], run_dir / "ledger.jsonl")
+    # Party ledgers keep every run made in this directory; the run's own view is its
+    # train and test stages (a retrain replaces the train stage).
+    entries = merge_ledgers([p for p in ledgers if p.exists()], run_dir / "ledger.jsonl",
+                            run_ids)
     predictions = run_dir / "parties" / PNS_ID / "test" / "predictions.csv"
     if predictions.exists():
         shutil.copyfile(predictions, run_dir / "predictions.csv")

@@ -134,9 +134,11 @@ def read_ledger(path: Path) -> Iterable[TranscriptEntry]:
                 yield TranscriptEntry(**json.loads(line))
 
 
-def merge_ledgers(paths: Iterable[Path], out: Path) -> list[TranscriptEntry]:
-    """Merge per-party ledgers into one file ordered by time."""
-    entries = sorted((e for p in paths for e in read_ledger(p)), key=lambda e: e.time)
+def merge_ledgers(paths: Iterable[Path], out: Path, runs: set[str] | None = None
+                  ) -> list[TranscriptEntry]:
+    """Merge per-party ledgers into one file ordered by time (only `runs`, if given)."""
+    entries = sorted((e for p in paths for e in read_ledger(p)
+                      if runs is None or e.run in runs), key=lambda e: e.time)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as fh:
         for entry in entries:

@@ -12,6 +12,7 @@ import pytest
 from federation.audit import load_run_ledger, privacy_checks
 from federation.config import ProtocolConfig
 from federation.simulate import simulate
+from federation.transcript import read_ledger
 
 TIMEOUT = 120.0
 
@@ -64,12 +65,18 @@ def test_ledger_shows_no_boundary_violation(private_run):
 
 
 def test_test_stage_reruns_from_saved_state(private_run):
-    run_dir, _ = private_run
+    run_dir, first = private_run
     model = run_dir / "parties" / "swift" / "pns_model.pkl"
     before = model.stat().st_mtime_ns
     summary = simulate(run_dir, stages=("test",))
     assert list(summary["stages"]) == ["test"]
     assert model.stat().st_mtime_ns == before
+    # The run's ledger is its training stage plus the new test stage; the first test
+    # stage stays in the parties' own ledgers only.
+    runs = {e.run for e in load_run_ledger(run_dir)}
+    assert runs == {first["stages"]["train"]["run_id"], summary["stages"]["test"]["run_id"]}
+    party_runs = {e.run for e in read_ledger(run_dir / "parties" / "swift" / "ledger.jsonl")}
+    assert first["stages"]["test"]["run_id"] in party_runs
     assert summary["stages"]["test"]["failed_parties"] == {}
     assert len(pd.read_csv(run_dir / "predictions.csv")) == summary["stages"]["test"][
         "results"]["rows"]
