@@ -27,6 +27,7 @@ from sklearn.metrics import average_precision_score
 
 from federation.config import ProtocolConfig
 from federation.status_model import (
+    ForestCalibration,
     StatusTable,
     beneficiary_keys,
     capped_rows,
@@ -82,8 +83,10 @@ def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
                          config.max_rows_per_account, np.random.default_rng(config.seed))
     labels = train["Label"].to_numpy().astype(np.int64)
     forest, oob = _fit_forest(featurizer.fit_transform(train), labels, 0, capped)
+    calibration = ForestCalibration(oob, labels[capped])
+    oob = calibration(oob)
     edges = score_bin_edges(oob, config.n_bins, float(labels.mean()))
-    test_score = forest.predict_proba(featurizer.transform(test))[:, 1]
+    test_score = calibration(forest.predict_proba(featurizer.transform(test))[:, 1])
     return {
         "bin": np.digitize(oob, edges), "label": labels[capped],
         "status": status_in_the_clear(train, accounts).astype(np.int64)[capped],

@@ -37,6 +37,7 @@ from federation.messages import (
     Envelope,
 )
 from federation.status_model import (
+    ForestCalibration,
     StatusTable,
     beneficiary_keys,
     capped_rows,
@@ -70,14 +71,17 @@ class PaymentNetwork(Party):
                                   self.config.max_rows_per_account,
                                   np.random.default_rng(self.config.seed))
             forest, oob = _fit_forest(features, labels, self.config.seed, counted)
+            calibration = ForestCalibration(oob, labels[counted])
+            oob = calibration(oob)
             edges = score_bin_edges(oob, self.config.n_bins, float(labels.mean()))
             self._save_model("pns_model.pkl", {"featurizer": featurizer, "forest": forest,
-                                               "edges": edges})
+                                               "calibration": calibration, "edges": edges})
             scores = np.zeros(len(tx))
             scores[counted] = oob
         else:
             model = self._load_model("pns_model.pkl")
-            scores = model["forest"].predict_proba(model["featurizer"].transform(tx))[:, 1]
+            raw = model["forest"].predict_proba(model["featurizer"].transform(tx))[:, 1]
+            scores = model["calibration"](raw)
             edges = model["edges"]
             labels = (tx["Label"].to_numpy(dtype=np.int8) if "Label" in tx
                       else np.full(len(tx), -1, dtype=np.int8))

@@ -38,6 +38,25 @@ def score_bin_edges(scores: np.ndarray, n_bins: int, positive_rate: float) -> np
     return np.maximum.accumulate(edges + np.arange(n_bins) * 1e-12)
 
 
+class ForestCalibration:
+    """The forest's scores as probabilities: isotonic regression of the training labels on
+    the out-of-bag scores.
+
+    A forest's low scores are coarse votes, not probabilities, and the status evidence is
+    added on the log-odds scale, so the scale matters. A tiny share of the raw score keeps
+    the map strictly increasing: the forest's own ranking is unchanged.
+    """
+
+    def __init__(self, oob_scores: np.ndarray, labels: np.ndarray) -> None:
+        from sklearn.isotonic import IsotonicRegression
+
+        self._isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        self._isotonic.fit(oob_scores, labels)
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        return self._isotonic.predict(scores) * (1.0 - 1e-6) + 1e-6 * scores
+
+
 def beneficiary_keys(final_receivers: Any, accounts: Any) -> np.ndarray:
     """One key per beneficiary account: the bank holding it and the account number."""
     return (np.asarray(final_receivers, dtype=object).astype(str) + "|"

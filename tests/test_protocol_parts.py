@@ -11,6 +11,7 @@ from federation.audit import privacy_checks, traffic
 from federation.config import ProtocolConfig
 from federation.errors import ProtocolError, Pv4fadError
 from federation.status_model import (
+    ForestCalibration,
     StatusTable,
     capped_rows,
     combined_scores,
@@ -96,6 +97,17 @@ def test_combined_score_adds_status_evidence_to_the_forest_score():
     # evidence still counts (0.5 with "ok" outranks 0 with "ok").
     assert scores[1] > scores[0] and scores[2] > scores[0]
     assert np.all((scores > 0) & (scores < 1))
+
+
+def test_forest_calibration_maps_scores_to_rates_and_keeps_the_ranking():
+    rng = np.random.default_rng(3)
+    scores = rng.random(20_000)
+    labels = (rng.random(20_000) < scores**3).astype(int)  # true rate: score cubed
+    calibrated = ForestCalibration(scores, labels)(np.array([0.2, 0.5, 0.9, 0.95]))
+    assert calibrated == pytest.approx([0.008, 0.125, 0.729, 0.857], abs=0.05)
+    assert np.all(np.diff(calibrated) > 0)
+    same_plateau = ForestCalibration(scores, labels)(np.array([0.5, 0.5 + 1e-9]))
+    assert same_plateau[1] > same_plateau[0]
 
 
 def test_capped_rows_keeps_at_most_cap_rows_per_account():
