@@ -40,11 +40,11 @@ INFERENCE_EPSILONS = (0.1, 1.0, 3.0, 5.0, 8.0, 10.0)
 
 
 def data_dir(scale: str, root: Path) -> Path:
-    from federation.data.generate import default_data_dir, generate
+    from federation.data.generate import default_data_dir, generate, generator_digest
 
     if scale == "default":
         return default_data_dir()
-    path = root / f"{scale}-seed0"
+    path = root / f"{scale}-seed0-{generator_digest()}"  # a changed generator: new data
     if not (path / "scenarios.txt").exists():
         generate(path, scale, 0)
     return path

@@ -19,7 +19,10 @@ import pandas as pd
 
 # Pseudo-count of the shrinkage towards the PNS-only rate of the bin.
 PRIOR_WEIGHT = 2.0
-# Weight of the forest score against the bin's rate: a forest score of 0 is not certainty.
+# Bound on the released status evidence (log-odds units): keeps each masked row value below
+# 2^13 in fixed point, so the mask hides it to 2^-30 (docs/security.md).
+EVIDENCE_BOUND = 16.0
+# Weight of the calibrated forest score against the bin's rate: a score of 0 is not certainty.
 FOREST_WEIGHT = 100.0
 
 
@@ -113,8 +116,9 @@ class StatusTable:
         return cls(counts=np.concatenate([ok[:, :, None], non_ok], axis=2), fallback=fallback)
 
     def status_log_ratio(self, reported_epsilon: float | None = None) -> np.ndarray:
-        """R[bin, status] = logit T[bin, status] - logit fallback[bin]."""
-        return log_odds(self.table(reported_epsilon)) - log_odds(self.fallback)[:, None]
+        """R[bin, status] = logit T[bin, status] - logit fallback[bin], within +-16."""
+        ratio = log_odds(self.table(reported_epsilon)) - log_odds(self.fallback)[:, None]
+        return np.clip(ratio, -EVIDENCE_BOUND, EVIDENCE_BOUND)
 
     def forest_log_odds(self, scores: np.ndarray, bins: np.ndarray) -> np.ndarray:
         """The PNS's own evidence: logit of its forest score, shrunk towards the bin's rate."""

@@ -152,7 +152,8 @@ def _write_stage(out: Path, stage: str, table: pa.Table, world: World, banks: li
         (stage_dir / schema.PARTITIONS_FILE).write_text(json.dumps(parts, indent=2) + "\n")
 
 
-def _generator_digest() -> str:
+def generator_digest() -> str:
+    """Short digest of the generator's code: names cached data sets, so none goes stale."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -168,7 +169,7 @@ def default_data_dir() -> Path:
     of the generator's code, so that a changed generator never serves stale data.
     """
     cache = Path(os.environ.get("PV4FAD_CACHE") or Path.home() / ".cache" / "pv4fad")
-    target = cache / f"data-default-seed{DEFAULT_SEED}-{_generator_digest()}"
+    target = cache / f"data-default-seed{DEFAULT_SEED}-{generator_digest()}"
     if (target / GENERATOR_INFO).is_file():
         return target
     # Generate beside the target and rename, so that a crash never leaves half a data set.
