@@ -16,9 +16,9 @@ import numpy as np
 from federation import wire
 from federation.transcript import PayloadClass
 
-# Fixed-point scales: secure-aggregation inputs carry round(x * 2^8); per-row scores
-# computed under CKKS carry round(score * 2^8): fewer fraction bits, stronger masks
-# (docs/security.md: 2^-34 statistical distance per row).
+# Fixed-point scales: secure-aggregation inputs carry round(x * 2^8); per-row status
+# evidence computed under CKKS carries round(e * 2^8): fewer fraction bits, stronger masks
+# (docs/security.md: 2^-30 statistical distance per row).
 FIXED_POINT_BITS = 8
 ROW_FRAC_BITS = 8
 

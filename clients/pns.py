@@ -4,7 +4,7 @@ The PNS holds the transactions and labels. It trains its random forest on its ow
 in the clear, and learns about the banks' records only through:
 - training: DP-noised joint counts (score bin x bank status x label), summed over banks by
   secure aggregation, from which it builds the status-aware table T[bin, status];
-- inference: each test row's status evidence R[bin, status], from the status the bank
+- inference: each test row's status evidence E[bin, status], from the status the bank
   reported by randomized response (output privacy); it adds its forest's own evidence.
 What it sends: keyed hashes of beneficiary identities (linkage), and CKKS ciphertexts under
 the bank's key with its own masks added (the bank decrypts only masked values).
@@ -171,7 +171,7 @@ class PaymentNetwork(Party):
             "training_epsilon": accountant.epsilon(self.config.delta),
             "training_delta": self.config.delta, "banks_in_table": participants})
 
-    # 5. score (inference): the status's evidence R[bin, status] under the bank's key,
+    # 5. score (inference): the status's evidence E[bin, status] under the bank's key,
     # masked per row.
     def score(self) -> Envelope:
         table = StatusTable.from_json(self.load_json("status_table.json")).status_log_ratio(

@@ -3,7 +3,7 @@
 T[bin, status] = P(anomaly | bin, status) is estimated from the DP-noised joint counts and
 shrunk towards the PNS's own P(anomaly | bin) where counts are small or noisy. A row's score
 adds, on the log-odds scale, the PNS's own evidence (its forest score) and the bank's
-(R[bin, status] = logit T[bin, status] - logit P(anomaly | bin), the status's likelihood
+(E[bin, status] = logit T[bin, status] - logit P(anomaly | bin), the status's likelihood
 ratio within the bin). So the ranking inside a cell still follows the forest, and few,
 large released cells keep the DP noise small. Rows without a bank answer (a bank dropped
 out, or an unknown final receiver) keep the forest's evidence alone.
@@ -116,7 +116,7 @@ class StatusTable:
         return cls(counts=np.concatenate([ok[:, :, None], non_ok], axis=2), fallback=fallback)
 
     def status_log_ratio(self, reported_epsilon: float | None = None) -> np.ndarray:
-        """R[bin, status] = logit T[bin, status] - logit fallback[bin], within +-16."""
+        """E[bin, status] = logit T[bin, status] - logit fallback[bin], within +-16."""
         ratio = log_odds(self.table(reported_epsilon)) - log_odds(self.fallback)[:, None]
         return np.clip(ratio, -EVIDENCE_BOUND, EVIDENCE_BOUND)
 
