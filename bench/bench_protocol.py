@@ -26,14 +26,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from federation.config import ProtocolConfig
-from federation.status_model import (
-    ForestCalibration,
-    StatusTable,
-    beneficiary_keys,
-    capped_rows,
-    combined_scores,
-    score_bin_edges,
-)
+from federation.status_model import StatusTable, combined_scores
 
 TRAIN_EPSILONS = (0.1, 0.3, 1.0, 3.0, 10.0)
 INFERENCE_EPSILONS = (0.1, 1.0, 3.0, 5.0, 8.0, 10.0)
@@ -71,22 +64,16 @@ def full_run(data: Path, scenario: str, out: Path, config: ProtocolConfig) -> di
 
 def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
     """What the protocol computes before noise: bins, labels, statuses, capped rows."""
-    from clients.pns import _fit_forest
+    from clients.pns import model_scores, train_model
     from federation.data.loader import load_centralized
-    from federation.features import PNSFeaturizer, final_receiver, status_in_the_clear
+    from federation.features import final_receiver, status_in_the_clear
 
     train, accounts = load_centralized(data, "train")
     test, test_accounts = load_centralized(data, "test")
-    featurizer = PNSFeaturizer()
-    keys = beneficiary_keys(final_receiver(train), train["BeneficiaryAccount"])
-    capped = capped_rows(np.arange(len(train)), keys,
-                         config.max_rows_per_account, np.random.default_rng(config.seed))
     labels = train["Label"].to_numpy().astype(np.int64)
-    forest, oob = _fit_forest(featurizer.fit_transform(train), labels, 0, capped)
-    calibration = ForestCalibration(oob, labels[capped])
-    oob = calibration(oob)
-    edges = score_bin_edges(oob, config.n_bins, float(labels.mean()))
-    test_score = calibration(forest.predict_proba(featurizer.transform(test))[:, 1])
+    model, capped, oob = train_model(train, final_receiver(train).to_numpy(), labels, config)
+    edges = model["edges"]
+    test_score = model_scores(model, test)
     return {
         "bin": np.digitize(oob, edges), "label": labels[capped],
         "status": status_in_the_clear(train, accounts).astype(np.int64)[capped],

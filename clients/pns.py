@@ -22,6 +22,7 @@ import pandas as pd
 from clients.backends import from_ring, secagg_round_tag, unmask_rows
 from clients.party import Party
 from crypto.linkage import keyed_hashes, linkage_key
+from federation.config import ProtocolConfig
 from federation.errors import ProtocolError
 from federation.features import ACCOUNT_IDENTITY, IDENTITY_COLUMNS
 from federation.messages import (
@@ -56,37 +57,23 @@ class PaymentNetwork(Party):
     # 1. setup: validate own data; train the forest (training) or score with it (test).
     def setup(self) -> Envelope:
         from federation.data.loader import load_transactions
-        from federation.features import PNSFeaturizer, final_receiver
+        from federation.features import final_receiver
 
         tx = load_transactions(self.settings.data_root, self.settings.scenario, self.stage)
         receivers = final_receiver(tx).to_numpy()
         if self.stage == "train":
-            featurizer = PNSFeaturizer()
-            # Leave-one-out history features on training rows, as at test time.
-            features = featurizer.fit_transform(tx)
             labels = tx["Label"].to_numpy(dtype=np.int8)
-            # Bound one account's influence on the counts (the DP sensitivity).
-            counted = capped_rows(np.arange(len(tx)),
-                                  beneficiary_keys(receivers, tx["BeneficiaryAccount"]),
-                                  self.config.max_rows_per_account,
-                                  np.random.default_rng(self.config.seed))
-            forest, oob = _fit_forest(features, labels, self.config.seed, counted)
-            calibration = ForestCalibration(oob, labels[counted])
-            oob = calibration(oob)
-            edges = score_bin_edges(oob, self.config.n_bins, float(labels.mean()))
-            self._save_model("pns_model.pkl", {"featurizer": featurizer, "forest": forest,
-                                               "calibration": calibration, "edges": edges})
+            model, counted, oob = train_model(tx, receivers, labels, self.config)
+            self._save_model("pns_model.pkl", model)
             scores = np.zeros(len(tx))
             scores[counted] = oob
         else:
             model = self._load_model("pns_model.pkl")
-            raw = model["forest"].predict_proba(model["featurizer"].transform(tx))[:, 1]
-            scores = model["calibration"](raw)
-            edges = model["edges"]
+            scores = model_scores(model, tx)
             labels = (tx["Label"].to_numpy(dtype=np.int8) if "Label" in tx
                       else np.full(len(tx), -1, dtype=np.int8))
             counted = np.arange(len(tx))
-        bins = np.digitize(scores, edges).astype(np.int16)
+        bins = np.digitize(scores, model["edges"]).astype(np.int16)
         rows = tx[["MessageId", *QUERY_COLUMNS]].copy()
         rows["final_receiver"] = receivers
         rows.to_parquet(self.stage_dir() / "rows.parquet", index=False)
@@ -234,6 +221,34 @@ class PaymentNetwork(Party):
             raise ProtocolError(f"{self.id}: no trained model at {path}; run the train stage")
         with path.open("rb") as fh:  # the party's own file, written by _save_model
             return pickle.load(fh)
+
+
+def train_model(tx: pd.DataFrame, receivers: np.ndarray, labels: np.ndarray,
+                config: ProtocolConfig) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The PNS's own training: features, forest, calibration and bin edges (the model),
+    the rows that enter the joint counts, and their calibrated out-of-bag scores."""
+    from federation.features import PNSFeaturizer
+
+    featurizer = PNSFeaturizer()
+    # Leave-one-out history features on training rows, as at test time.
+    features = featurizer.fit_transform(tx)
+    # Bound one account's influence on the counts (the DP sensitivity).
+    accounts = beneficiary_keys(receivers, tx["BeneficiaryAccount"])
+    counted = capped_rows(np.arange(len(tx)), accounts, config.max_rows_per_account,
+                          np.random.default_rng(config.seed))
+    forest, oob = _fit_forest(features, labels, config.seed, counted)
+    calibration = ForestCalibration(oob, labels[counted])
+    oob = calibration(oob)
+    edges = score_bin_edges(oob, config.n_bins, float(labels.mean()))
+    model = {"featurizer": featurizer, "forest": forest, "calibration": calibration,
+             "edges": edges}
+    return model, counted, oob
+
+
+def model_scores(model: dict[str, Any], tx: pd.DataFrame) -> np.ndarray:
+    """Calibrated forest scores of new transactions."""
+    raw = model["forest"].predict_proba(model["featurizer"].transform(tx))[:, 1]
+    return model["calibration"](raw)
 
 
 def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int, rows: np.ndarray

@@ -96,8 +96,7 @@ def _resolve_run(run_dir: Path, data_root: Path | None, scenario: str | None,
     if "train" in stages:
         run_dir.mkdir(parents=True, exist_ok=True)
         saved_path.write_text(json.dumps({"data_root": str(data_root), "scenario": scenario,
-                                          "config": asdict(config),
-                                          "stage_run_ids": {}}, indent=1))
+                                          "config": asdict(config)}, indent=1))
     return data_root, scenario, config
 
 
