@@ -7,6 +7,8 @@ Parts (choose with --parts):
            response. The crypto computes the joint counts exactly (tested against the
            plaintext pipeline), so the sweep takes the exact counts once and draws the DP
            noise offline, --draws times per epsilon, exactly as the banks would.
+  designs  the same offline AUPRC (training epsilon 1, inference --inference-epsilon) for
+           the model's design choices: cells (tree depth 0 or 1) x status (full or coarse).
   scale    one private run at challenge scale with 9 bank clients.
 Writes the raw figures to docs/benchmarks/protocol.json and the tables to
 docs/benchmarks/protocol.md.
@@ -15,6 +17,7 @@ docs/benchmarks/protocol.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -63,23 +66,25 @@ def full_run(data: Path, scenario: str, out: Path, config: ProtocolConfig) -> di
 
 
 def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
-    """What the protocol computes before noise: bins, labels, statuses, capped rows."""
+    """What the protocol computes before noise: cells, labels, statuses, capped rows."""
     from clients.pns import model_scores, train_model
     from federation.data.loader import load_centralized
-    from federation.features import final_receiver, status_in_the_clear
+    from federation.features import final_receiver, reported_status, status_in_the_clear
 
     train, accounts = load_centralized(data, "train")
     test, test_accounts = load_centralized(data, "test")
     labels = train["Label"].to_numpy().astype(np.int64)
-    model, capped, oob = train_model(train, final_receiver(train).to_numpy(), labels, config)
-    edges = model["edges"]
-    test_score = model_scores(model, test)
+    model, capped, _, cells = train_model(train, final_receiver(train).to_numpy(), labels,
+                                          config)
+    test_score, test_cells = model_scores(model, test)
+    status = status_in_the_clear(train, accounts).astype(np.int64)
     return {
-        "bin": np.digitize(oob, edges), "label": labels[capped],
-        "status": status_in_the_clear(train, accounts).astype(np.int64)[capped],
+        "cell": cells[capped], "label": labels[capped],
+        "status": reported_status(status, config.status_detail)[capped],
         "capped": np.arange(len(capped)),
-        "test_bin": np.digitize(test_score, edges), "test_score": test_score,
-        "test_status": status_in_the_clear(test, test_accounts).astype(np.int64),
+        "test_cell": test_cells, "test_score": test_score,
+        "test_status": reported_status(status_in_the_clear(test, test_accounts).astype(
+            np.int64), config.status_detail),
         "test_label": test["Label"].to_numpy(),
         "test_identity": test[["BeneficiaryAccount", "BeneficiaryName", "BeneficiaryStreet",
                                "BeneficiaryCountryCityZip"]].astype(str).agg("|".join, axis=1)
@@ -89,26 +94,24 @@ def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
 
 def _auprc(x: dict[str, np.ndarray], config: ProtocolConfig, train_eps: float | None,
            inference_eps: float | None) -> float:
-    from crypto.accountant import calibrate_gaussian_sigma
     from crypto.dp import categorical_randomized_response, gaussian_noise
-    from federation.features import STATUS_NAMES
+    from server.privacy import training_noise
 
-    k, n_groups = len(STATUS_NAMES), config.n_bins + 1
+    k = config.n_statuses
     rows = x["capped"]
-    exact = np.zeros((n_groups, 2, k))
-    np.add.at(exact, (x["bin"][rows], x["label"][rows], x["status"][rows]), 1.0)
+    exact = np.zeros((config.n_cells, 2, k))
+    np.add.at(exact, (x["cell"][rows], x["label"][rows], x["status"][rows]), 1.0)
     noisy = exact[:, :, 1:].copy()
     if train_eps is not None:
-        sigma = calibrate_gaussian_sigma(train_eps, config.delta,
-                                         np.sqrt(2.0) * config.max_rows_per_account)
+        sigma, _ = training_noise(dataclasses.replace(config, epsilon=train_eps))
         noisy += gaussian_noise(noisy.shape, sigma)
-    table = StatusTable.from_noisy_counts(noisy, x["bin"], x["label"], rows, config.n_bins)
+    table = StatusTable.from_noisy_counts(noisy, x["cell"], x["label"], rows, config.n_cells)
     status = x["test_status"]
     if inference_eps is not None:  # one draw per distinct identity, as the bank does
         _, first, codes = np.unique(x["test_identity"], return_index=True, return_inverse=True)
         status = categorical_randomized_response(status[first], k, inference_eps)[codes]
-    scores = combined_scores(table.forest_log_odds(x["test_score"], x["test_bin"]),
-                             table.status_log_ratio(inference_eps)[x["test_bin"], status])
+    scores = combined_scores(table.forest_log_odds(x["test_score"], x["test_cell"]),
+                             table.status_log_ratio(inference_eps)[x["test_cell"], status])
     return float(average_precision_score(x["test_label"], scores))
 
 
@@ -125,10 +128,23 @@ def sweep(x: dict[str, np.ndarray], config: ProtocolConfig, draws: int) -> dict[
     }
 
 
+def designs(data: Path, config: ProtocolConfig, draws: int) -> dict[str, list[float]]:
+    """AUPRC of each (cell depth, status detail) at the benchmark's privacy settings."""
+    out = {}
+    for depth in (0, 1):
+        for detail in ("full", "coarse"):
+            cfg = dataclasses.replace(config, cell_depth=depth, status_detail=detail)
+            x = exact_inputs(data, cfg)
+            values = [_auprc(x, cfg, cfg.epsilon, cfg.inference_epsilon) for _ in range(draws)]
+            out[f"depth {depth}, {detail}"] = [statistics.median(values), min(values),
+                                               max(values)]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="runs,sweep",
-                        help="runs, sweep, scale, baseline, or render (tables from the "
+                        help="runs, sweep, designs, scale, baseline, or render (tables from the "
                         "saved JSON)")
     parser.add_argument("--scenarios", default="scenario01,scenario02,scenario03")
     parser.add_argument("--modes", default="private,plaintext")
@@ -165,6 +181,8 @@ def main() -> None:
     if "sweep" in parts:
         x = exact_inputs(data_dir("default", args.work), config)
         results["sweep"] = sweep(x, config, args.draws)
+    if "designs" in parts:
+        results["designs"] = designs(data_dir("default", args.work), config, args.draws)
     if "scale" in parts:
         data = data_dir("challenge", args.work)
         results["scale"] = full_run(data, "scenario03", args.work / "challenge", config)
@@ -182,9 +200,9 @@ def render(results: dict[str, Any]) -> str:
     a = results["args"]
     lines = ["## PV4FAD protocol", "",
              f"Machine: {results['machine']}; {results['date']}. Command: "
-             "`.venv/bin/python bench/bench_protocol.py --parts runs,sweep --scenarios "
-             "scenario01 --reps 3`, then `--parts runs --scenarios scenario02,scenario03 "
-             "--modes private --reps 1`, then `--parts scale`, then `--parts baseline`.", ""]
+             "`.venv/bin/python bench/bench_protocol.py --parts runs,sweep,designs,baseline "
+             "--scenarios scenario01 --reps 3`, then `--parts runs --scenarios "
+             "scenario02,scenario03 --modes private --reps 1`, then `--parts scale`.", ""]
     runs = results.get("runs", {})
     if runs:
         lines += ["Full simulated runs on the default data (Flower simulation, CKKS, secure "
@@ -244,6 +262,12 @@ def render(results: dict[str, Any]) -> str:
                 v = {float(k): x for k, x in sweep_[part].items()}.get(eps)
                 cells.append(f"{v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}]" if v else "")
             lines.append(f"| {eps:g} | {cells[0]} | {cells[1]} |")
+    if results.get("designs"):
+        lines += ["", f"Design choices (offline as the sweep; training epsilon 1, inference "
+                  f"epsilon {a['inference_epsilon']}, median [min, max] of {a['draws']} draws):",
+                  "", "| cells, reported status | AUPRC |", "|---|---|"]
+        for name, v in results["designs"].items():
+            lines.append(f"| {name} | {v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}] |")
     scale = results.get("scale")
     if scale:
         lines += ["", "Challenge scale (3 M training, 1 M test transactions, 9 bank clients), "

@@ -52,7 +52,7 @@ class Bank(Party):
 
     # 2. status: answer the PNS's keyed-hash queries with encrypted one-hot status.
     def status(self) -> Envelope:
-        from federation.features import ACCOUNT_IDENTITY, STATUS_NAMES, beneficiary_status
+        from federation.features import ACCOUNT_IDENTITY, beneficiary_status, reported_status
 
         request = self.open_from(PNS_ID, LINKAGE, self.envelope.sealed[PNS_ID], {
             col: PayloadClass.KEYED_HASH for col in ACCOUNT_IDENTITY})
@@ -63,10 +63,10 @@ class Bank(Party):
                             for col in ACCOUNT_IDENTITY})
         own["Flags"] = accounts["Flags"].to_numpy()
         queries = pd.DataFrame({col: request[col] for col in ACCOUNT_IDENTITY})
-        status = beneficiary_status(own, queries)
+        status = reported_status(beneficiary_status(own, queries), self.config.status_detail)
         if self.stage == "test" and self.config.inference_epsilon is not None:
-            status = self._randomize(status, queries, len(STATUS_NAMES))
-        blob = self.backend.encrypt_status(self.state, status, len(STATUS_NAMES))
+            status = self._randomize(status, queries, self.config.n_statuses)
+        blob = self.backend.encrypt_status(self.state, status, self.config.n_statuses)
         sealed = self.seal_for(PNS_ID, STATUS, {"status": blob},
                                {"status": self.backend.status_class})
         public: dict[str, Any] = {"n_queries": len(queries)}

@@ -2,9 +2,9 @@
 
 The PNS holds the transactions and labels. It trains its random forest on its own features
 in the clear, and learns about the banks' records only through:
-- training: DP-noised joint counts (score bin x bank status x label), summed over banks by
-  secure aggregation, from which it builds the status-aware table T[bin, status];
-- inference: each test row's status evidence E[bin, status], from the status the bank
+- training: DP-noised joint counts (cell x bank status x label), summed over banks by
+  secure aggregation, from which it builds the status-aware table T[cell, status];
+- inference: each test row's status evidence E[cell, status], from the status the bank
   reported by randomized response (output privacy); it adds its forest's own evidence.
 What it sends: keyed hashes of beneficiary identities (linkage), and CKKS ciphertexts under
 the bank's key with its own masks added (the bank decrypts only masked values).
@@ -39,11 +39,11 @@ from federation.messages import (
 )
 from federation.status_model import (
     ForestCalibration,
+    StatusCells,
     StatusTable,
     beneficiary_keys,
     capped_rows,
     combined_scores,
-    score_bin_edges,
 )
 from federation.transcript import PayloadClass
 
@@ -63,21 +63,20 @@ class PaymentNetwork(Party):
         receivers = final_receiver(tx).to_numpy()
         if self.stage == "train":
             labels = tx["Label"].to_numpy(dtype=np.int8)
-            model, counted, oob = train_model(tx, receivers, labels, self.config)
+            model, counted, oob, cells = train_model(tx, receivers, labels, self.config)
             self._save_model("pns_model.pkl", model)
             scores = np.zeros(len(tx))
             scores[counted] = oob
         else:
             model = self._load_model("pns_model.pkl")
-            scores = model_scores(model, tx)
+            scores, cells = model_scores(model, tx)
             labels = (tx["Label"].to_numpy(dtype=np.int8) if "Label" in tx
                       else np.full(len(tx), -1, dtype=np.int8))
             counted = np.arange(len(tx))
-        bins = np.digitize(scores, model["edges"]).astype(np.int16)
         rows = tx[["MessageId", *QUERY_COLUMNS]].copy()
         rows["final_receiver"] = receivers
         rows.to_parquet(self.stage_dir() / "rows.parquet", index=False)
-        self.save_arrays("scores", score=scores, bin=bins, label=labels, counted=counted)
+        self.save_arrays("scores", score=scores, cell=cells, label=labels, counted=counted)
         return self.reply(SETUP, public={"e2e_public": self.identity.public_bytes(),
                                          "n_rows": len(tx)})
 
@@ -105,11 +104,11 @@ class PaymentNetwork(Party):
         unrouted = int(route.isna().sum())
         return self.reply(LINKAGE, public={"unrouted_rows": unrouted}, sealed=sealed)
 
-    # 3. joint counts (training): masked encrypted counts per (bin, label) x status.
+    # 3. joint counts (training): masked encrypted counts per (cell, label) x status.
     def joint_counts(self) -> Envelope:
         arrays = self.load_arrays("scores")
-        groups = arrays["bin"].astype(np.int64) * 2 + arrays["label"]
-        n_groups = 2 * (self.config.n_bins + 1)
+        groups = arrays["cell"].astype(np.int64) * 2 + arrays["label"]
+        n_groups = 2 * self.config.n_cells
         sealed: dict[str, bytes] = {}
         for bank, blob in self.envelope.sealed.items():
             status = self.open_from(bank, STATUS, blob, {"status": self.backend.status_class})
@@ -140,13 +139,13 @@ class PaymentNetwork(Party):
         noisy = from_ring(np.asarray(total, dtype=np.uint64), np.asarray(masks))
         arrays = self.load_arrays("scores")
         counted = arrays["counted"]
-        position = np.full(len(arrays["bin"]), -1)
+        position = np.full(len(arrays["cell"]), -1)
         position[counted] = np.arange(len(counted))
         in_table = np.concatenate([self.load_arrays(f"linkage_{b}")["rows"]
                                    for b in participants])
         table = StatusTable.from_noisy_counts(
-            noisy.reshape(self.config.n_bins + 1, 2, -1)[:, :, 1:], arrays["bin"][counted],
-            arrays["label"][counted], position[in_table], self.config.n_bins)
+            noisy.reshape(self.config.n_cells, 2, -1)[:, :, 1:], arrays["cell"][counted],
+            arrays["label"][counted], position[in_table], self.config.n_cells)
         self.save_json("status_table.json", table.to_json())
         accountant = PrivacyAccountant(ledger=self.ledger)
         accountant.record(Release(
@@ -158,18 +157,18 @@ class PaymentNetwork(Party):
             "training_epsilon": accountant.epsilon(self.config.delta),
             "training_delta": self.config.delta, "banks_in_table": participants})
 
-    # 5. score (inference): the status's evidence E[bin, status] under the bank's key,
+    # 5. score (inference): the status's evidence E[cell, status] under the bank's key,
     # masked per row.
     def score(self) -> Envelope:
         table = StatusTable.from_json(self.load_json("status_table.json")).status_log_ratio(
             self.config.inference_epsilon)
-        bins = self.load_arrays("scores")["bin"]
+        cells = self.load_arrays("scores")["cell"]
         sealed: dict[str, bytes] = {}
         for bank, blob in self.envelope.sealed.items():
             status = self.open_from(bank, STATUS, blob, {"status": self.backend.status_class})
             rows = self.load_arrays(f"linkage_{bank}")["rows"]
             scores, offsets = self.backend.masked_rows(
-                self._bank_context(bank), status["status"], table[bins[rows]])
+                self._bank_context(bank), status["status"], table[cells[rows]])
             self.save_arrays(f"masks_{bank}", offsets=offsets)
             sealed[bank] = self.seal_for(bank, SCORE, {"scores": scores},
                                          {"scores": self.backend.rows_class})
@@ -182,9 +181,9 @@ class PaymentNetwork(Party):
 
         table = StatusTable.from_json(self.load_json("status_table.json"))
         arrays = self.load_arrays("scores")
-        bins, labels = arrays["bin"], arrays["label"]
-        evidence = np.zeros(len(bins))
-        answered = np.zeros(len(bins), dtype=bool)
+        cells, labels = arrays["cell"], arrays["label"]
+        evidence = np.zeros(len(cells))
+        answered = np.zeros(len(cells), dtype=bool)
         noised = self.config.inference_epsilon is not None
         for bank, blob in self.envelope.sealed.items():
             released = self.open_from(bank, RELEASE, blob, {
@@ -193,7 +192,7 @@ class PaymentNetwork(Party):
             offsets = self.load_arrays(f"masks_{bank}")["offsets"]
             evidence[rows] = unmask_rows(np.asarray(released["scores"]), offsets)
             answered[rows] = True
-        final = combined_scores(table.forest_log_odds(arrays["score"], bins), evidence)
+        final = combined_scores(table.forest_log_odds(arrays["score"], cells), evidence)
         rows = pd.read_parquet(self.stage_dir() / "rows.parquet", columns=["MessageId"])
         out = self.stage_dir() / "predictions.csv"
         pd.DataFrame({"MessageId": rows["MessageId"], "Score": final}).to_csv(out, index=False)
@@ -224,9 +223,11 @@ class PaymentNetwork(Party):
 
 
 def train_model(tx: pd.DataFrame, receivers: np.ndarray, labels: np.ndarray,
-                config: ProtocolConfig) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """The PNS's own training: features, forest, calibration and bin edges (the model),
-    the rows that enter the joint counts, and their calibrated out-of-bag scores."""
+                config: ProtocolConfig
+                ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
+    """The PNS's own training: features, forest, calibration and cells (the model), the
+    rows that enter the joint counts, their calibrated out-of-bag scores, and every
+    row's cell."""
     from federation.features import PNSFeaturizer
 
     featurizer = PNSFeaturizer()
@@ -236,24 +237,25 @@ def train_model(tx: pd.DataFrame, receivers: np.ndarray, labels: np.ndarray,
     accounts = beneficiary_keys(receivers, tx["BeneficiaryAccount"])
     counted = capped_rows(np.arange(len(tx)), accounts, config.max_rows_per_account,
                           np.random.default_rng(config.seed))
-    forest, oob = _fit_forest(features, labels, config.seed, counted)
-    calibration = ForestCalibration(oob, labels[counted])
-    oob = calibration(oob)
-    edges = score_bin_edges(oob, config.n_bins, float(labels.mean()))
+    forest, votes = _fit_forest(features, labels, config.seed, counted)
+    calibration = ForestCalibration(votes, labels[counted])
+    cells = StatusCells(features[counted], labels[counted], votes, config.cell_depth,
+                        config.seed)
     model = {"featurizer": featurizer, "forest": forest, "calibration": calibration,
-             "edges": edges}
-    return model, counted, oob
+             "cells": cells}
+    return model, counted, calibration(votes), cells(features)
 
 
-def model_scores(model: dict[str, Any], tx: pd.DataFrame) -> np.ndarray:
-    """Calibrated forest scores of new transactions."""
-    raw = model["forest"].predict_proba(model["featurizer"].transform(tx))[:, 1]
-    return model["calibration"](raw)
+def model_scores(model: dict[str, Any], tx: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated forest scores and cells of new transactions."""
+    features = model["featurizer"].transform(tx)
+    raw = model["forest"].predict_proba(features)[:, 1]
+    return model["calibration"](raw), model["cells"](features)
 
 
 def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int, rows: np.ndarray
                 ) -> tuple[Any, np.ndarray]:
-    """The PNS forest and the out-of-bag scores of `rows` (cross-fitted bins without
+    """The PNS forest and the out-of-bag votes of `rows` (cross-fitted without
     refitting; computed for those rows only, which is what keeps challenge scale fast)."""
     from sklearn.ensemble._forest import _generate_unsampled_indices
 

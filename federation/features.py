@@ -23,6 +23,10 @@ IDENTITY_COLUMNS: tuple[str, ...] = (
 ACCOUNT_IDENTITY: tuple[str, ...] = ("Account", "Name", "Street", "CountryCityZip")
 # What a bank can say about a beneficiary; index 0 is "ok" (exists, details match, flag 00).
 STATUS_NAMES: tuple[str, ...] = ("ok", "missing", "mismatch", "flag_watch", "flag_block")
+# What a bank reports in the protocol: the full status, or only whether anything is wrong.
+# Fewer values mean randomized response at the same epsilon misreports fewer rows.
+REPORTED_STATUSES: dict[str, tuple[str, ...]] = {"full": STATUS_NAMES,
+                                                 "coarse": ("ok", "not_ok")}
 # Flags under which an account cannot legitimately receive a payment.
 BLOCK_FLAGS: frozenset[str] = frozenset({"01", "06", "07", "09"})
 FEATURE_NAMES: tuple[str, ...] = (
@@ -265,6 +269,11 @@ def beneficiary_status(accounts: pd.DataFrame, queries: pd.DataFrame) -> np.ndar
         default=0,
     )
     return status.astype(np.int8)
+
+
+def reported_status(status: np.ndarray, detail: str) -> np.ndarray:
+    """`status` (codes into STATUS_NAMES) as codes into REPORTED_STATUSES[detail]."""
+    return status if detail == "full" else (status != 0).astype(status.dtype)
 
 
 def beneficiary_queries(tx: pd.DataFrame) -> pd.DataFrame:

@@ -181,7 +181,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--inference-epsilon", type=_optional_float,
                    default=ProtocolConfig.inference_epsilon, metavar="E|none",
                    help="output privacy per beneficiary identity (none: exact scores)")
-    p.add_argument("--n-bins", type=int, default=ProtocolConfig.n_bins)
+    p.add_argument("--cell-depth", type=int, default=ProtocolConfig.cell_depth,
+                   help="depth of the PNS's tree of status-table cells (0: one cell)")
+    p.add_argument("--status-detail", choices=("coarse", "full"),
+                   default=ProtocolConfig.status_detail,
+                   help="what a bank reports per row: ok / not ok, or the five statuses")
     p.add_argument("--max-rows-per-account", type=int,
                    default=ProtocolConfig.max_rows_per_account)
     p.add_argument("--plaintext", action="store_true",
@@ -208,7 +212,8 @@ def _cmd(args: argparse.Namespace) -> int:
     if "train" in stages:
         config = ProtocolConfig(
             epsilon=args.epsilon, delta=args.delta, inference_epsilon=args.inference_epsilon,
-            n_bins=args.n_bins, max_rows_per_account=args.max_rows_per_account,
+            cell_depth=args.cell_depth, status_detail=args.status_detail,
+            max_rows_per_account=args.max_rows_per_account,
             plaintext=args.plaintext, seed=args.seed, timeout_s=args.timeout)
     faults = dict(f.split(":", 1) for f in args.fail)
     summary = simulate(args.out, data_root=args.data, scenario=args.scenario, config=config,

@@ -1,12 +1,13 @@
 """The PNS's status-aware model: its own forest score combined with the bank's status.
 
-T[bin, status] = P(anomaly | bin, status) is estimated from the DP-noised joint counts and
-shrunk towards the PNS's own P(anomaly | bin) where counts are small or noisy. A row's score
+T[cell, status] = P(anomaly | cell, status) is estimated from the DP-noised joint counts and
+shrunk towards the PNS's own P(anomaly | cell) where counts are small or noisy. A row's score
 adds, on the log-odds scale, the PNS's own evidence (its forest score) and the bank's
-(E[bin, status] = logit T[bin, status] - logit P(anomaly | bin), the status's likelihood
-ratio within the bin). So the ranking inside a cell still follows the forest, and few,
-large released cells keep the DP noise small. Rows without a bank answer (a bank dropped
-out, or an unknown final receiver) keep the forest's evidence alone.
+(E[cell, status] = logit T[cell, status] - logit P(anomaly | cell), the status's likelihood
+ratio within the cell; the cells are StatusCells). So the ranking inside a cell still
+follows the forest, and few, large released cells keep the DP noise small. Rows without a
+bank answer (a bank dropped out, or an unknown final receiver) keep the forest's evidence
+alone.
 """
 
 from __future__ import annotations
@@ -17,28 +18,49 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Pseudo-count of the shrinkage towards the PNS-only rate of the bin.
+# An anomaly is unexplained by the forest when under 5 % of its out-of-bag trees vote for it.
+UNEXPLAINED_VOTES = 0.05
+# Smallest cell of the status-aware table, as a share of the counted rows.
+MIN_CELL_SHARE = 0.01
+# Pseudo-count of the shrinkage towards the PNS-only rate of the cell.
 PRIOR_WEIGHT = 2.0
 # Bound on the released status evidence (log-odds units): keeps each masked row value below
 # 2^13 in fixed point, so the mask hides it to 2^-30 (docs/security.md).
 EVIDENCE_BOUND = 16.0
-# Weight of the calibrated forest score against the bin's rate: a score of 0 is not certainty.
+# Weight of the calibrated forest score against the cell's rate: a score of 0 is not certainty.
 FOREST_WEIGHT = 100.0
 
 
-def score_bin_edges(scores: np.ndarray, n_bins: int, positive_rate: float) -> np.ndarray:
-    """`n_bins` increasing edges (so n_bins + 1 bins) from the training scores.
+class StatusCells:
+    """The PNS-side partition of the status-aware table: the leaves of a small tree on the
+    PNS's own features, grown to isolate the anomalies its forest does not explain.
 
-    The edges sit at upper-tail masses from 10x the anomaly rate down to the rate itself:
-    coarse bins keep every released cell large against the DP noise, and the forest score
-    still ranks the rows inside a bin. n_bins = 0: one bin, no edges.
+    Those are the anomalies the bank's status explains, and the PNS's features tell them
+    apart from the rest (they are larger than the sender's usual amount, for instance). So
+    within a cell the status's likelihood ratio is closer to constant, which is what the
+    additive model assumes. Each cell keeps at least 1 % of the counted rows, large against
+    the DP noise. Depth 0, or no unexplained anomaly: one cell.
     """
-    if n_bins == 0:
-        return np.array([])
-    rate = float(np.clip(positive_rate, 1e-5, 0.05))
-    tail = np.geomspace(10 * rate, rate, n_bins) if n_bins > 1 else np.array([10 * rate])
-    edges = np.quantile(scores, 1.0 - tail)
-    return np.maximum.accumulate(edges + np.arange(n_bins) * 1e-12)
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, oob_votes: np.ndarray,
+                 depth: int, seed: int) -> None:
+        from sklearn.tree import DecisionTreeClassifier
+
+        self._tree: Any = None
+        self._leaves = np.zeros(1, dtype=np.int64)
+        unexplained = (labels == 1) & (oob_votes < UNEXPLAINED_VOTES)
+        if depth == 0 or not unexplained.any():
+            return
+        self._tree = DecisionTreeClassifier(
+            max_depth=depth, class_weight="balanced", random_state=seed,
+            min_samples_leaf=max(50, int(MIN_CELL_SHARE * len(labels)))
+        ).fit(features, unexplained)
+        self._leaves = np.flatnonzero(self._tree.tree_.children_left == -1)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        if self._tree is None:
+            return np.zeros(len(features), dtype=np.int16)
+        return np.searchsorted(self._leaves, self._tree.apply(features)).astype(np.int16)
 
 
 class ForestCalibration:
@@ -77,14 +99,14 @@ def capped_rows(
 
 @dataclass(frozen=True)
 class StatusTable:
-    """DP-noised joint counts[bin, label, status] (clipped at 0) and fallback[bin]."""
+    """DP-noised joint counts[cell, label, status] (clipped at 0) and fallback[cell]."""
 
     counts: np.ndarray
     fallback: np.ndarray
 
     def table(self, reported_epsilon: float | None = None) -> np.ndarray:
-        """T[bin, status] in [0, 1]. With `reported_epsilon`, the status is the one k-ary
-        randomized response reports, so T is P(anomaly | bin, reported status)."""
+        """T[cell, status] in [0, 1]. With `reported_epsilon`, the status is the one k-ary
+        randomized response reports, so T is P(anomaly | cell, reported status)."""
         counts = self.counts
         if reported_epsilon is not None:
             counts = counts @ randomized_response_matrix(reported_epsilon, counts.shape[2])
@@ -96,33 +118,32 @@ class StatusTable:
     def from_noisy_counts(
         cls,
         noisy: np.ndarray,
-        bins: np.ndarray,
+        cells: np.ndarray,
         labels: np.ndarray,
         counted_rows: np.ndarray,
-        n_bins: int,
+        n_cells: int,
     ) -> StatusTable:
-        """noisy: (n_bins + 1, 2, n_status - 1) DP-noised counts of the non-ok statuses.
+        """noisy: (n_cells, 2, n_status - 1) DP-noised counts of the non-ok statuses.
 
         The "ok" count is the PNS's exact row count of the cell minus the noisy others.
         """
-        n_groups = n_bins + 1
-        totals = np.zeros((n_groups, 2))
-        np.add.at(totals, (bins[counted_rows], labels[counted_rows]), 1.0)
+        totals = np.zeros((n_cells, 2))
+        np.add.at(totals, (cells[counted_rows], labels[counted_rows]), 1.0)
         non_ok = np.clip(noisy, 0.0, None)
         ok = np.clip(totals - non_ok.sum(axis=2), 0.0, None)
-        all_rows = np.zeros((n_groups, 2))
-        np.add.at(all_rows, (bins, labels), 1.0)
+        all_rows = np.zeros((n_cells, 2))
+        np.add.at(all_rows, (cells, labels), 1.0)
         fallback = (all_rows[:, 1] + 1e-3) / (all_rows.sum(axis=1) + 1.0)
         return cls(counts=np.concatenate([ok[:, :, None], non_ok], axis=2), fallback=fallback)
 
     def status_log_ratio(self, reported_epsilon: float | None = None) -> np.ndarray:
-        """E[bin, status] = logit T[bin, status] - logit fallback[bin], within +-16."""
+        """E[cell, status] = logit T[cell, status] - logit fallback[cell], within +-16."""
         ratio = log_odds(self.table(reported_epsilon)) - log_odds(self.fallback)[:, None]
         return np.clip(ratio, -EVIDENCE_BOUND, EVIDENCE_BOUND)
 
-    def forest_log_odds(self, scores: np.ndarray, bins: np.ndarray) -> np.ndarray:
-        """The PNS's own evidence: logit of its forest score, shrunk towards the bin's rate."""
-        return log_odds((FOREST_WEIGHT * scores + self.fallback[bins]) / (FOREST_WEIGHT + 1))
+    def forest_log_odds(self, scores: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """The PNS's own evidence: logit of its forest score, shrunk towards the cell's rate."""
+        return log_odds((FOREST_WEIGHT * scores + self.fallback[cells]) / (FOREST_WEIGHT + 1))
 
     def to_json(self) -> dict[str, Any]:
         return {"counts": self.counts.tolist(), "fallback": self.fallback.tolist()}

@@ -2,10 +2,11 @@
 
 Training: the unit of privacy is one bank account record. The PNS counts at most
 `max_rows_per_account` rows per beneficiary account, so changing one record moves at most
-that many rows between two status cells of the (bin, label) slice they sit in:
-L2 sensitivity sqrt(2) * max_rows_per_account (one cell when one status is "ok", which is
-not released directly). Inference uses k-ary randomized response on the status instead
-(clients/bank.py), accounted by the bank.
+that many rows between two status cells of the (cell, label) slice they sit in. The "ok"
+count is not released (the PNS derives it from its own row counts), so with the coarse
+status (ok / not ok) one released count moves: L2 sensitivity max_rows_per_account; with the
+full status two may: sqrt(2) * max_rows_per_account. Inference uses k-ary randomized
+response on the status instead (clients/bank.py), accounted by the bank.
 """
 
 from __future__ import annotations
@@ -19,5 +20,6 @@ def training_noise(config: ProtocolConfig) -> tuple[float, float]:
     """(sigma of the summed Gaussian noise, L2 sensitivity) of the joint counts."""
     from crypto.accountant import calibrate_gaussian_sigma
 
-    sensitivity = math.sqrt(2.0) * config.max_rows_per_account
+    per_row = 1.0 if config.n_statuses == 2 else math.sqrt(2.0)
+    sensitivity = per_row * config.max_rows_per_account
     return calibrate_gaussian_sigma(config.epsilon, config.delta, sensitivity), sensitivity

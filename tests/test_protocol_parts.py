@@ -12,10 +12,10 @@ from federation.config import ProtocolConfig
 from federation.errors import ProtocolError, Pv4fadError
 from federation.status_model import (
     ForestCalibration,
+    StatusCells,
     StatusTable,
     capped_rows,
     combined_scores,
-    score_bin_edges,
 )
 from federation.transcript import PayloadClass, TranscriptLedger, read_ledger
 
@@ -69,26 +69,40 @@ def test_privacy_checks_flag_each_kind_of_violation(tmp_path):
     assert traffic(clean)["swift"]["received"] == 20
 
 
-def test_bin_edges_follow_the_anomaly_rate():
-    scores = np.random.default_rng(0).random(100_000) ** 8
-    edges = score_bin_edges(scores, 2, positive_rate=0.001)
-    assert len(edges) == 2 and np.all(np.diff(edges) > 0)
-    counts = np.bincount(np.digitize(scores, edges), minlength=3)
-    assert counts[2] == pytest.approx(100, abs=5)  # top bin: the anomaly rate
-    assert counts[1] == pytest.approx(900, abs=15)  # next: up to 10x the rate
+def _unexplained_anomalies_at_high_amounts(rng, n=20_000):
+    """Column 0: an amount; column 1: noise. Anomalies at amount > 2 get no forest votes
+    (the forest cannot explain them); the others are explained."""
+    features = np.column_stack([rng.normal(size=n), rng.normal(size=n)])
+    labels = (rng.random(n) < 0.02).astype(int)
+    votes = np.where(features[:, 0] > 2.0, 0.0, 0.6) * labels
+    labels[(features[:, 0] > 2.0) & (rng.random(n) < 0.3)] = 1
+    return features, labels, votes
 
 
-def test_zero_edges_make_one_bin():
-    assert score_bin_edges(np.linspace(0, 1, 50), 0, positive_rate=0.01).size == 0
+def test_status_cells_split_off_the_unexplained_anomalies():
+    features, labels, votes = _unexplained_anomalies_at_high_amounts(np.random.default_rng(0))
+    cells = StatusCells(features, labels, votes, depth=1, seed=0)
+    assigned = cells(features)
+    assert set(np.unique(assigned)) == {0, 1}
+    high = assigned[features[:, 0] > 2.1]
+    assert (high == high[0]).all() and (assigned[features[:, 0] < 1.5] != high[0]).all()
+    assert np.bincount(assigned).min() >= 0.01 * len(labels)  # cells stay large
+
+
+def test_status_cells_fall_back_to_one_cell():
+    features, labels, votes = _unexplained_anomalies_at_high_amounts(np.random.default_rng(1))
+    assert np.all(StatusCells(features, labels, votes, depth=0, seed=0)(features) == 0)
+    explained = np.ones(len(labels))  # every anomaly has the forest's votes
+    assert np.all(StatusCells(features, labels, explained, depth=2, seed=0)(features) == 0)
 
 
 def test_combined_score_adds_status_evidence_to_the_forest_score():
-    # One bin; 1000 ok rows (2 positive) and 20 "missing" rows (15 positive).
-    bins = np.zeros(1020, dtype=int)
+    # One cell; 1000 ok rows (2 positive) and 20 "missing" rows (15 positive).
+    cells = np.zeros(1020, dtype=int)
     labels = np.array([1] * 2 + [0] * 998 + [1] * 15 + [0] * 5)
     noisy = np.zeros((1, 2, 1))
     noisy[0, :, 0] = [5, 15]
-    table = StatusTable.from_noisy_counts(noisy, bins, labels, np.arange(1020), n_bins=0)
+    table = StatusTable.from_noisy_counts(noisy, cells, labels, np.arange(1020), n_cells=1)
     ratio = table.status_log_ratio()
     assert ratio[0, 1] > 3.0 > 0.0 > ratio[0, 0]  # "missing" multiplies the odds, ok lowers
     forest = table.forest_log_odds(np.array([0.0, 0.0, 0.5]), np.zeros(3, dtype=int))
@@ -118,12 +132,12 @@ def test_capped_rows_keeps_at_most_cap_rows_per_account():
 
 
 def test_status_table_recovers_rates_from_exact_counts():
-    # 2 bins; rows: bin 0 all ok and negative; bin 1 status 1 ("missing") all positive.
-    bins = np.array([0] * 100 + [1] * 20)
+    # 2 cells; rows: cell 0 all ok and negative; cell 1 status 1 ("missing") all positive.
+    cells = np.array([0] * 100 + [1] * 20)
     labels = np.array([0] * 100 + [1] * 10 + [0] * 10)
     noisy = np.zeros((2, 2, 1))
-    noisy[1, 1, 0] = 10  # the 10 positives in bin 1 are "missing"
-    table = StatusTable.from_noisy_counts(noisy, bins, labels, np.arange(120), n_bins=1)
+    noisy[1, 1, 0] = 10  # the 10 positives in cell 1 are "missing"
+    table = StatusTable.from_noisy_counts(noisy, cells, labels, np.arange(120), n_cells=2)
     t = table.table()
     assert t[1, 1] > 0.8 and t[1, 0] < 0.2
     assert table.fallback[1] == pytest.approx(10 / 21, rel=1e-3)
@@ -139,3 +153,20 @@ def test_config_round_trips_and_rejects_bad_values():
     assert ProtocolConfig.from_record(cfg.to_record()) == cfg
     with pytest.raises(Pv4fadError, match="--epsilon"):
         ProtocolConfig(epsilon=0)
+    with pytest.raises(Pv4fadError, match="--status-detail"):
+        ProtocolConfig(status_detail="some")
+    with pytest.raises(Pv4fadError, match="--cell-depth"):
+        ProtocolConfig(cell_depth=4)
+
+
+def test_coarse_status_releases_one_count_per_changed_record():
+    from federation.features import STATUS_NAMES, reported_status
+    from server.privacy import training_noise
+
+    full = np.arange(len(STATUS_NAMES), dtype=np.int8)
+    assert reported_status(full, "coarse").tolist() == [0, 1, 1, 1, 1]
+    assert reported_status(full, "full").tolist() == full.tolist()
+    sigma_coarse, sens_coarse = training_noise(ProtocolConfig(status_detail="coarse"))
+    sigma_full, sens_full = training_noise(ProtocolConfig(status_detail="full"))
+    assert sens_coarse == 1.0 and sens_full == pytest.approx(np.sqrt(2.0))
+    assert sigma_full == pytest.approx(np.sqrt(2.0) * sigma_coarse)
