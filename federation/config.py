@@ -19,8 +19,8 @@ class ProtocolConfig:
     cell_depth: depth of the PNS's tree that splits its rows into the cells of the
       status-aware table (2^depth cells; 0: one cell). Few, large cells keep the DP noise small.
     status_detail: what a bank reports per row: "coarse" (ok / not ok) or "full" (the five
-      statuses); coarse halves the training sensitivity and makes randomized response at the
-      same epsilon misreport a quarter as many rows.
+      statuses); coarse lowers the training sensitivity from sqrt(2) to 1 and makes
+      randomized response at the same epsilon misreport a quarter as many rows.
     max_rows_per_account: training rows per beneficiary account that enter the counts;
       bounds the sensitivity of the counts to one account's bank record.
     plaintext: crypto switched off (kept only to measure the cost of privacy).

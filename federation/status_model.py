@@ -47,7 +47,6 @@ class StatusCells:
         from sklearn.tree import DecisionTreeClassifier
 
         self._tree: Any = None
-        self._leaves = np.zeros(1, dtype=np.int64)
         unexplained = (labels == 1) & (oob_votes < UNEXPLAINED_VOTES)
         if depth == 0 or not unexplained.any():
             return
