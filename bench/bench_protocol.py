@@ -66,10 +66,11 @@ def full_run(data: Path, scenario: str, out: Path, config: ProtocolConfig) -> di
 
 
 def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
-    """What the protocol computes before noise: cells, labels, statuses, capped rows."""
+    """What the protocol computes before noise: cells, labels, full statuses (the bank
+    reports them coarser per config.status_detail, see _auprc), capped rows."""
     from clients.pns import model_scores, train_model
     from federation.data.loader import load_centralized
-    from federation.features import final_receiver, reported_status, status_in_the_clear
+    from federation.features import final_receiver, status_in_the_clear
 
     train, accounts = load_centralized(data, "train")
     test, test_accounts = load_centralized(data, "test")
@@ -77,14 +78,12 @@ def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
     model, capped, _, cells = train_model(train, final_receiver(train).to_numpy(), labels,
                                           config)
     test_score, test_cells = model_scores(model, test)
-    status = status_in_the_clear(train, accounts).astype(np.int64)
     return {
         "cell": cells[capped], "label": labels[capped],
-        "status": reported_status(status, config.status_detail)[capped],
+        "status": status_in_the_clear(train, accounts).astype(np.int64)[capped],
         "capped": np.arange(len(capped)),
         "test_cell": test_cells, "test_score": test_score,
-        "test_status": reported_status(status_in_the_clear(test, test_accounts).astype(
-            np.int64), config.status_detail),
+        "test_status": status_in_the_clear(test, test_accounts).astype(np.int64),
         "test_label": test["Label"].to_numpy(),
         "test_identity": test[["BeneficiaryAccount", "BeneficiaryName", "BeneficiaryStreet",
                                "BeneficiaryCountryCityZip"]].astype(str).agg("|".join, axis=1)
@@ -95,18 +94,20 @@ def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
 def _auprc(x: dict[str, np.ndarray], config: ProtocolConfig, train_eps: float | None,
            inference_eps: float | None) -> float:
     from crypto.dp import categorical_randomized_response, gaussian_noise
+    from federation.features import reported_status
     from server.privacy import training_noise
 
     k = config.n_statuses
     rows = x["capped"]
     exact = np.zeros((config.n_cells, 2, k))
-    np.add.at(exact, (x["cell"][rows], x["label"][rows], x["status"][rows]), 1.0)
+    train_status = reported_status(x["status"], config.status_detail)
+    np.add.at(exact, (x["cell"][rows], x["label"][rows], train_status[rows]), 1.0)
     noisy = exact[:, :, 1:].copy()
     if train_eps is not None:
         sigma, _ = training_noise(dataclasses.replace(config, epsilon=train_eps))
         noisy += gaussian_noise(noisy.shape, sigma)
-    table = StatusTable.from_noisy_counts(noisy, x["cell"], x["label"], rows, config.n_cells)
-    status = x["test_status"]
+    table = StatusTable.from_noisy_counts(noisy, x["cell"], x["label"], rows)
+    status = reported_status(x["test_status"], config.status_detail)
     if inference_eps is not None:  # one draw per distinct identity, as the bank does
         _, first, codes = np.unique(x["test_identity"], return_index=True, return_inverse=True)
         status = categorical_randomized_response(status[first], k, inference_eps)[codes]
@@ -132,9 +133,9 @@ def designs(data: Path, config: ProtocolConfig, draws: int) -> dict[str, list[fl
     """AUPRC of each (cell depth, status detail) at the benchmark's privacy settings."""
     out = {}
     for depth in (0, 1):
+        x = exact_inputs(data, dataclasses.replace(config, cell_depth=depth))
         for detail in ("full", "coarse"):
             cfg = dataclasses.replace(config, cell_depth=depth, status_detail=detail)
-            x = exact_inputs(data, cfg)
             values = [_auprc(x, cfg, cfg.epsilon, cfg.inference_epsilon) for _ in range(draws)]
             out[f"depth {depth}, {detail}"] = [statistics.median(values), min(values),
                                                max(values)]

@@ -145,7 +145,7 @@ class PaymentNetwork(Party):
                                    for b in participants])
         table = StatusTable.from_noisy_counts(
             noisy.reshape(self.config.n_cells, 2, -1)[:, :, 1:], arrays["cell"][counted],
-            arrays["label"][counted], position[in_table], self.config.n_cells)
+            arrays["label"][counted], position[in_table])
         self.save_json("status_table.json", table.to_json())
         accountant = PrivacyAccountant(ledger=self.ledger)
         accountant.record(Release(

@@ -19,6 +19,7 @@ from typing import Any
 from federation.audit import privacy_checks, traffic
 from federation.config import ProtocolConfig
 from federation.errors import Pv4fadError
+from federation.features import REPORTED_STATUSES
 from federation.messages import PNS_ID
 from federation.transcript import merge_ledgers
 
@@ -183,7 +184,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="output privacy per beneficiary identity (none: exact scores)")
     p.add_argument("--cell-depth", type=int, default=ProtocolConfig.cell_depth,
                    help="depth of the PNS's tree of status-table cells (0: one cell)")
-    p.add_argument("--status-detail", choices=("coarse", "full"),
+    p.add_argument("--status-detail", choices=sorted(REPORTED_STATUSES),
                    default=ProtocolConfig.status_detail,
                    help="what a bank reports per row: ok / not ok, or the five statuses")
     p.add_argument("--max-rows-per-account", type=int,

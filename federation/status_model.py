@@ -120,12 +120,12 @@ class StatusTable:
         cells: np.ndarray,
         labels: np.ndarray,
         counted_rows: np.ndarray,
-        n_cells: int,
     ) -> StatusTable:
         """noisy: (n_cells, 2, n_status - 1) DP-noised counts of the non-ok statuses.
 
         The "ok" count is the PNS's exact row count of the cell minus the noisy others.
         """
+        n_cells = noisy.shape[0]
         totals = np.zeros((n_cells, 2))
         np.add.at(totals, (cells[counted_rows], labels[counted_rows]), 1.0)
         non_ok = np.clip(noisy, 0.0, None)

@@ -102,7 +102,7 @@ def test_combined_score_adds_status_evidence_to_the_forest_score():
     labels = np.array([1] * 2 + [0] * 998 + [1] * 15 + [0] * 5)
     noisy = np.zeros((1, 2, 1))
     noisy[0, :, 0] = [5, 15]
-    table = StatusTable.from_noisy_counts(noisy, cells, labels, np.arange(1020), n_cells=1)
+    table = StatusTable.from_noisy_counts(noisy, cells, labels, np.arange(1020))
     ratio = table.status_log_ratio()
     assert ratio[0, 1] > 3.0 > 0.0 > ratio[0, 0]  # "missing" multiplies the odds, ok lowers
     forest = table.forest_log_odds(np.array([0.0, 0.0, 0.5]), np.zeros(3, dtype=int))
@@ -137,7 +137,7 @@ def test_status_table_recovers_rates_from_exact_counts():
     labels = np.array([0] * 100 + [1] * 10 + [0] * 10)
     noisy = np.zeros((2, 2, 1))
     noisy[1, 1, 0] = 10  # the 10 positives in cell 1 are "missing"
-    table = StatusTable.from_noisy_counts(noisy, cells, labels, np.arange(120), n_cells=2)
+    table = StatusTable.from_noisy_counts(noisy, cells, labels, np.arange(120))
     t = table.table()
     assert t[1, 1] > 0.8 and t[1, 0] < 0.2
     assert table.fallback[1] == pytest.approx(10 / 21, rel=1e-3)
