@@ -8,7 +8,10 @@ Parts (choose with --parts):
            plaintext pipeline), so the sweep takes the exact counts once and draws the DP
            noise offline, --draws times per epsilon, exactly as the banks would.
   designs  the same offline AUPRC (training epsilon 1, inference --inference-epsilon) for
-           the model's design choices: cells (tree depth 0 or 1) x status (full or coarse).
+           the model's design choices: cells (tree depth 0, 1 or 2) x status (full or coarse).
+  ceiling  the centralized forest given the status as the banks report it (coarse by
+           default), scored on test statuses after the same randomized response: what
+           any model could reach under the same output privacy.
   scale    one private run at challenge scale with 9 bank clients.
 Writes the raw figures to docs/benchmarks/protocol.json and the tables to
 docs/benchmarks/protocol.md.
@@ -29,10 +32,10 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from federation.config import ProtocolConfig
-from federation.status_model import StatusTable, combined_scores
+from federation.status_model import N_CLASSES, StatusTable, combined_scores
 
 TRAIN_EPSILONS = (0.1, 0.3, 1.0, 3.0, 10.0)
-INFERENCE_EPSILONS = (0.1, 1.0, 3.0, 5.0, 8.0, 10.0)
+INFERENCE_EPSILONS = (0.1, 1.0, 3.0, 5.0, 8.0, 10.0, 12.0, 15.0)
 
 
 def data_dir(scale: str, root: Path) -> Path:
@@ -66,7 +69,7 @@ def full_run(data: Path, scenario: str, out: Path, config: ProtocolConfig) -> di
 
 
 def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
-    """What the protocol computes before noise: cells, labels, full statuses (the bank
+    """What the protocol computes before noise: cells, classes, full statuses (the bank
     reports them coarser per config.status_detail, see _auprc), capped rows."""
     from clients.pns import model_scores, train_model
     from federation.data.loader import load_centralized
@@ -75,19 +78,17 @@ def exact_inputs(data: Path, config: ProtocolConfig) -> dict[str, np.ndarray]:
     train, accounts = load_centralized(data, "train")
     test, test_accounts = load_centralized(data, "test")
     labels = train["Label"].to_numpy().astype(np.int64)
-    model, capped, _, cells = train_model(train, final_receiver(train).to_numpy(), labels,
-                                          config)
-    test_score, test_cells = model_scores(model, test)
+    trained = train_model(train, final_receiver(train).to_numpy(), labels, config)
+    test_score, test_cells = model_scores(trained.model, test)
+    capped = trained.counted
     return {
-        "cell": cells[capped], "label": labels[capped],
+        "cell": trained.cells[capped], "klass": trained.classes[capped],
         "status": status_in_the_clear(train, accounts).astype(np.int64)[capped],
         "capped": np.arange(len(capped)),
         "test_cell": test_cells, "test_score": test_score,
         "test_status": status_in_the_clear(test, test_accounts).astype(np.int64),
         "test_label": test["Label"].to_numpy(),
-        "test_identity": test[["BeneficiaryAccount", "BeneficiaryName", "BeneficiaryStreet",
-                               "BeneficiaryCountryCityZip"]].astype(str).agg("|".join, axis=1)
-        .to_numpy(),
+        "test_identity": _identities(test),
     }
 
 
@@ -99,20 +100,21 @@ def _auprc(x: dict[str, np.ndarray], config: ProtocolConfig, train_eps: float | 
 
     k = config.n_statuses
     rows = x["capped"]
-    exact = np.zeros((config.n_cells, 2, k))
+    exact = np.zeros((config.n_cells, N_CLASSES, k))
     train_status = reported_status(x["status"], config.status_detail)
-    np.add.at(exact, (x["cell"][rows], x["label"][rows], train_status[rows]), 1.0)
+    np.add.at(exact, (x["cell"][rows], x["klass"][rows], train_status[rows]), 1.0)
     noisy = exact[:, :, 1:].copy()
     if train_eps is not None:
         sigma, _ = training_noise(dataclasses.replace(config, epsilon=train_eps))
         noisy += gaussian_noise(noisy.shape, sigma)
-    table = StatusTable.from_noisy_counts(noisy, x["cell"], x["label"], rows)
+    table = StatusTable.from_noisy_counts(noisy, x["cell"], x["klass"], rows)
     status = reported_status(x["test_status"], config.status_detail)
     if inference_eps is not None:  # one draw per distinct identity, as the bank does
         _, first, codes = np.unique(x["test_identity"], return_index=True, return_inverse=True)
         status = categorical_randomized_response(status[first], k, inference_eps)[codes]
+    evidence = table.status_evidence(x["test_score"], x["test_cell"], inference_eps)
     scores = combined_scores(table.forest_log_odds(x["test_score"], x["test_cell"]),
-                             table.status_log_ratio(inference_eps)[x["test_cell"], status])
+                             evidence[np.arange(len(status)), status])
     return float(average_precision_score(x["test_label"], scores))
 
 
@@ -125,14 +127,52 @@ def sweep(x: dict[str, np.ndarray], config: ProtocolConfig, draws: int) -> dict[
         "no_noise": median_of(None, None),
         "training": {eps: median_of(eps, None) for eps in TRAIN_EPSILONS},
         "inference": {eps: median_of(1.0, eps) for eps in INFERENCE_EPSILONS},
-        "pns_only": float(average_precision_score(x["test_label"], x["test_score"])),
+        "pns_only": float(average_precision_score(x["test_label"],
+                                                  x["test_score"].sum(axis=1))),
     }
+
+
+def ceiling(data: Path, config: ProtocolConfig, draws: int) -> dict[str, Any]:
+    from crypto.dp import categorical_randomized_response
+    from federation.baselines import anomaly_forest
+    from federation.data.loader import load_centralized
+    from federation.features import PNSFeaturizer, reported_status, status_in_the_clear
+
+    train, accounts = load_centralized(data, "train")
+    test, test_accounts = load_centralized(data, "test")
+    k = config.n_statuses
+    featurizer = PNSFeaturizer()
+    features, test_features = featurizer.fit_transform(train), featurizer.transform(test)
+    status = reported_status(status_in_the_clear(train, accounts), config.status_detail)
+    forest = anomaly_forest(seed=config.seed, n_rows=len(train)).fit(
+        np.hstack([features, np.eye(k)[status]]), train["Label"].to_numpy())
+    test_status = reported_status(status_in_the_clear(test, test_accounts),
+                                  config.status_detail)
+    _, first, codes = np.unique(_identities(test), return_index=True, return_inverse=True)
+
+    def auprc(eps: float | None) -> float:
+        reported = test_status if eps is None else categorical_randomized_response(
+            test_status[first], k, eps)[codes]
+        score = forest.predict_proba(np.hstack([test_features, np.eye(k)[reported]]))[:, 1]
+        return float(average_precision_score(test["Label"].to_numpy(), score))
+
+    out: dict[str, Any] = {"no_noise": auprc(None), "inference": {}}
+    for eps in (e for e in INFERENCE_EPSILONS if e >= 5.0):
+        values = [auprc(eps) for _ in range(draws)]
+        out["inference"][eps] = [statistics.median(values), min(values), max(values)]
+    return out
+
+
+def _identities(tx: Any) -> np.ndarray:
+    """A beneficiary identity per row, the unit of one randomized-response draw."""
+    return tx[["BeneficiaryAccount", "BeneficiaryName", "BeneficiaryStreet",
+               "BeneficiaryCountryCityZip"]].astype(str).agg("|".join, axis=1).to_numpy()
 
 
 def designs(data: Path, config: ProtocolConfig, draws: int) -> dict[str, list[float]]:
     """AUPRC of each (cell depth, status detail) at the benchmark's privacy settings."""
     out = {}
-    for depth in (0, 1):
+    for depth in (0, 1, 2):
         x = exact_inputs(data, dataclasses.replace(config, cell_depth=depth))
         for detail in ("full", "coarse"):
             cfg = dataclasses.replace(config, cell_depth=depth, status_detail=detail)
@@ -145,8 +185,8 @@ def designs(data: Path, config: ProtocolConfig, draws: int) -> dict[str, list[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="runs,sweep",
-                        help="runs, sweep, designs, scale, baseline, or render (tables from the "
-                        "saved JSON)")
+                        help="runs, sweep, designs, ceiling, scale, baseline, or render "
+                        "(tables from the saved JSON)")
     parser.add_argument("--scenarios", default="scenario01,scenario02,scenario03")
     parser.add_argument("--modes", default="private,plaintext")
     parser.add_argument("--reps", type=int, default=3)
@@ -184,6 +224,8 @@ def main() -> None:
         results["sweep"] = sweep(x, config, args.draws)
     if "designs" in parts:
         results["designs"] = designs(data_dir("default", args.work), config, args.draws)
+    if "ceiling" in parts:
+        results["ceiling"] = ceiling(data_dir("default", args.work), config, args.draws)
     if "scale" in parts:
         data = data_dir("challenge", args.work)
         results["scale"] = full_run(data, "scenario03", args.work / "challenge", config)
@@ -201,9 +243,10 @@ def render(results: dict[str, Any]) -> str:
     a = results["args"]
     lines = ["## PV4FAD protocol", "",
              f"Machine: {results['machine']}; {results['date']}. Command: "
-             "`.venv/bin/python bench/bench_protocol.py --parts runs,sweep,designs,baseline "
-             "--scenarios scenario01 --reps 3`, then `--parts runs --scenarios "
-             "scenario02,scenario03 --modes private --reps 1`, then `--parts scale`.", ""]
+             "`.venv/bin/python bench/bench_protocol.py --parts "
+             "runs,sweep,designs,ceiling,baseline --scenarios scenario01 --reps 3`, then "
+             "`--parts runs --scenarios scenario02,scenario03 --modes private --reps 1`, "
+             "then `--parts scale`.", ""]
     runs = results.get("runs", {})
     if runs:
         lines += ["Full simulated runs on the default data (Flower simulation, CKKS, secure "
@@ -260,16 +303,23 @@ def render(results: dict[str, Any]) -> str:
                   f"{a['draws']} times per epsilon; median [min, max]). No noise: "
                   f"{sweep_['no_noise'][0]:.4f}; PNS-only forest: {sweep_['pns_only']:.4f}.", "",
                   "| epsilon | training noise (no output privacy) "
-                  "| inference RR (training eps 1) |",
-                  "|---|---|---|"]
-        keys = sorted({float(k) for k in sweep_["training"]} | {float(k) for k in
-                                                                sweep_["inference"]})
+                  "| inference RR (training eps 1) | centralized forest, same RR |",
+                  "|---|---|---|---|"]
+        top = results.get("ceiling", {"inference": {}})
+        columns = (sweep_["training"], sweep_["inference"], top["inference"])
+        keys = sorted({float(k) for part in columns for k in part})
         for eps in keys:
             cells = []
-            for part in ("training", "inference"):
-                v = {float(k): x for k, x in sweep_[part].items()}.get(eps)
+            for part in columns:
+                v = {float(k): x for k, x in part.items()}.get(eps)
                 cells.append(f"{v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}]" if v else "")
-            lines.append(f"| {eps:g} | {cells[0]} | {cells[1]} |")
+            lines.append(f"| {eps:g} | {' | '.join(cells)} |")
+        if "no_noise" in top:
+            lines += ["", "Centralized forest given the status as the banks report it "
+                      f"(ok / not ok), exact at inference: {top['no_noise']:.4f}; its column "
+                      "above applies the same randomized response to the test statuses (one "
+                      "draw per identity): what any model could reach under the same output "
+                      "privacy."]
     if results.get("designs"):
         lines += ["", f"Design choices (offline as the sweep; training epsilon 1, inference "
                   f"epsilon {a['inference_epsilon']}, median [min, max] of {a['draws']} draws):",

@@ -2,9 +2,10 @@
 
 The PNS holds the transactions and labels. It trains its random forest on its own features
 in the clear, and learns about the banks' records only through:
-- training: DP-noised joint counts (cell x bank status x label), summed over banks by
-  secure aggregation, from which it builds the status-aware table T[cell, status];
-- inference: each test row's status evidence E[cell, status], from the status the bank
+- training: DP-noised joint counts (cell x class x bank status), summed over banks by
+  secure aggregation, from which it builds the status-aware table
+  (federation/status_model.py);
+- inference: each test row's status evidence E[row, status], from the status the bank
   reported by randomized response (output privacy); it adds its forest's own evidence.
 What it sends: keyed hashes of beneficiary identities (linkage), and CKKS ciphertexts under
 the bank's key with its own masks added (the bank decrypts only masked values).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,9 +40,12 @@ from federation.messages import (
     Envelope,
 )
 from federation.status_model import (
+    N_CLASSES,
+    NORMAL,
     ForestCalibration,
     StatusCells,
     StatusTable,
+    anomaly_classes,
     beneficiary_keys,
     capped_rows,
     combined_scores,
@@ -63,20 +68,22 @@ class PaymentNetwork(Party):
         receivers = final_receiver(tx).to_numpy()
         if self.stage == "train":
             labels = tx["Label"].to_numpy(dtype=np.int8)
-            model, counted, oob, cells = train_model(tx, receivers, labels, self.config)
-            self._save_model("pns_model.pkl", model)
-            scores = np.zeros(len(tx))
-            scores[counted] = oob
+            trained = train_model(tx, receivers, labels, self.config)
+            self._save_model("pns_model.pkl", trained.model)
+            counted, cells, classes = trained.counted, trained.cells, trained.classes
+            scores = np.zeros((len(tx), 2))
+            scores[counted] = trained.oob_scores
         else:
             model = self._load_model("pns_model.pkl")
             scores, cells = model_scores(model, tx)
             labels = (tx["Label"].to_numpy(dtype=np.int8) if "Label" in tx
                       else np.full(len(tx), -1, dtype=np.int8))
-            counted = np.arange(len(tx))
+            counted, classes = np.arange(len(tx)), np.full(len(tx), -1, dtype=np.int8)
         rows = tx[["MessageId", *QUERY_COLUMNS]].copy()
         rows["final_receiver"] = receivers
         rows.to_parquet(self.stage_dir() / "rows.parquet", index=False)
-        self.save_arrays("scores", score=scores, cell=cells, label=labels, counted=counted)
+        self.save_arrays("scores", score=scores, cell=cells, label=labels, klass=classes,
+                         counted=counted)
         return self.reply(SETUP, public={"e2e_public": self.identity.public_bytes(),
                                          "n_rows": len(tx)})
 
@@ -104,11 +111,11 @@ class PaymentNetwork(Party):
         unrouted = int(route.isna().sum())
         return self.reply(LINKAGE, public={"unrouted_rows": unrouted}, sealed=sealed)
 
-    # 3. joint counts (training): masked encrypted counts per (cell, label) x status.
+    # 3. joint counts (training): masked encrypted counts per (cell, class) x status.
     def joint_counts(self) -> Envelope:
         arrays = self.load_arrays("scores")
-        groups = arrays["cell"].astype(np.int64) * 2 + arrays["label"]
-        n_groups = 2 * self.config.n_cells
+        groups = arrays["cell"].astype(np.int64) * N_CLASSES + arrays["klass"]
+        n_groups = N_CLASSES * self.config.n_cells
         sealed: dict[str, bytes] = {}
         for bank, blob in self.envelope.sealed.items():
             status = self.open_from(bank, STATUS, blob, {"status": self.backend.status_class})
@@ -144,8 +151,8 @@ class PaymentNetwork(Party):
         in_table = np.concatenate([self.load_arrays(f"linkage_{b}")["rows"]
                                    for b in participants])
         table = StatusTable.from_noisy_counts(
-            noisy.reshape(self.config.n_cells, 2, -1)[:, :, 1:], arrays["cell"][counted],
-            arrays["label"][counted], position[in_table])
+            noisy.reshape(self.config.n_cells, N_CLASSES, -1)[:, :, 1:],
+            arrays["cell"][counted], arrays["klass"][counted], position[in_table])
         self.save_json("status_table.json", table.to_json())
         accountant = PrivacyAccountant(ledger=self.ledger)
         accountant.record(Release(
@@ -157,18 +164,19 @@ class PaymentNetwork(Party):
             "training_epsilon": accountant.epsilon(self.config.delta),
             "training_delta": self.config.delta, "banks_in_table": participants})
 
-    # 5. score (inference): the status's evidence E[cell, status] under the bank's key,
+    # 5. score (inference): the status's evidence E[row, status] under the bank's key,
     # masked per row.
     def score(self) -> Envelope:
-        table = StatusTable.from_json(self.load_json("status_table.json")).status_log_ratio(
-            self.config.inference_epsilon)
-        cells = self.load_arrays("scores")["cell"]
+        table = StatusTable.from_json(self.load_json("status_table.json"))
+        arrays = self.load_arrays("scores")
         sealed: dict[str, bytes] = {}
         for bank, blob in self.envelope.sealed.items():
             status = self.open_from(bank, STATUS, blob, {"status": self.backend.status_class})
             rows = self.load_arrays(f"linkage_{bank}")["rows"]
+            evidence = table.status_evidence(arrays["score"][rows], arrays["cell"][rows],
+                                             self.config.inference_epsilon)
             scores, offsets = self.backend.masked_rows(
-                self._bank_context(bank), status["status"], table[cells[rows]])
+                self._bank_context(bank), status["status"], evidence)
             self.save_arrays(f"masks_{bank}", offsets=offsets)
             sealed[bank] = self.seal_for(bank, SCORE, {"scores": scores},
                                          {"scores": self.backend.rows_class})
@@ -200,7 +208,8 @@ class PaymentNetwork(Party):
                                   "rows_without_bank_answer": int((~answered).sum())}
         if (labels >= 0).all() and labels.any():
             public["auprc"] = float(average_precision_score(labels, final))
-            public["auprc_pns_only"] = float(average_precision_score(labels, arrays["score"]))
+            public["auprc_pns_only"] = float(average_precision_score(
+                labels, arrays["score"].sum(axis=1)))
         return self.reply(FINISH, public=public)
 
     # -- helpers -----------------------------------------------------------------------
@@ -222,12 +231,23 @@ class PaymentNetwork(Party):
             return pickle.load(fh)
 
 
+@dataclass(frozen=True)
+class Trained:
+    """The PNS's model, the rows that enter the joint counts with their calibrated
+    out-of-bag scores, and every training row's cell and class."""
+
+    model: dict[str, Any]
+    counted: np.ndarray
+    oob_scores: np.ndarray
+    cells: np.ndarray
+    classes: np.ndarray
+
+
 def train_model(tx: pd.DataFrame, receivers: np.ndarray, labels: np.ndarray,
-                config: ProtocolConfig
-                ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
-    """The PNS's own training: features, forest, calibration and cells (the model), the
-    rows that enter the joint counts, their calibrated out-of-bag scores, and every
-    row's cell."""
+                config: ProtocolConfig) -> Trained:
+    """The PNS's own training: features; a forest on the labels, whose out-of-bag votes
+    sort the anomalies into explained and unexplained; the forest on those classes (the
+    one kept), its calibration, and the cells."""
     from federation.features import PNSFeaturizer
 
     featurizer = PNSFeaturizer()
@@ -237,26 +257,34 @@ def train_model(tx: pd.DataFrame, receivers: np.ndarray, labels: np.ndarray,
     accounts = beneficiary_keys(receivers, tx["BeneficiaryAccount"])
     counted = capped_rows(np.arange(len(tx)), accounts, config.max_rows_per_account,
                           np.random.default_rng(config.seed))
-    forest, votes = _fit_forest(features, labels, config.seed, counted)
-    calibration = ForestCalibration(votes, labels[counted])
-    cells = StatusCells(features[counted], labels[counted], votes, config.cell_depth,
-                        config.seed)
+    anomalies = np.flatnonzero(labels == 1)
+    # Only the votes are kept: the first forest is freed before the second is grown.
+    votes = _fit_forest(features, labels, config.seed, anomalies, n_classes=2)[1]
+    classes = np.full(len(labels), NORMAL, dtype=np.int8)
+    classes[anomalies] = anomaly_classes(labels[anomalies], votes[:, 1])
+    forest, votes = _fit_forest(features, classes, config.seed, counted, N_CLASSES)
+    calibration = ForestCalibration(votes, classes[counted])
+    cells = StatusCells(features[counted], classes[counted], config.cell_depth, config.seed)
     model = {"featurizer": featurizer, "forest": forest, "calibration": calibration,
              "cells": cells}
-    return model, counted, calibration(votes), cells(features)
+    return Trained(model, counted, calibration(votes), cells(features), classes)
 
 
 def model_scores(model: dict[str, Any], tx: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Calibrated forest scores and cells of new transactions."""
+    """Calibrated forest scores (P(explained), P(unexplained)) and cells of new
+    transactions."""
     features = model["featurizer"].transform(tx)
-    raw = model["forest"].predict_proba(features)[:, 1]
+    forest = model["forest"]
+    raw = np.zeros((len(features), N_CLASSES))
+    raw[:, forest.classes_] = forest.predict_proba(features)
     return model["calibration"](raw), model["cells"](features)
 
 
-def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int, rows: np.ndarray
-                ) -> tuple[Any, np.ndarray]:
-    """The PNS forest and the out-of-bag votes of `rows` (cross-fitted without
-    refitting; computed for those rows only, which is what keeps challenge scale fast)."""
+def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int, rows: np.ndarray,
+                n_classes: int) -> tuple[Any, np.ndarray]:
+    """A forest on `labels` (0 .. n_classes - 1) and the out-of-bag votes of `rows`,
+    (len(rows), n_classes) (cross-fitted without refitting; computed for those rows only,
+    which is what keeps challenge scale fast)."""
     from sklearn.ensemble._forest import _generate_unsampled_indices
 
     from federation.baselines import anomaly_forest
@@ -264,14 +292,13 @@ def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int, rows: np.nd
     forest = anomaly_forest(seed=seed, n_rows=len(labels)).fit(features, labels)
     position = np.full(len(labels), -1)
     position[rows] = np.arange(len(rows))
-    total, votes = np.zeros(len(rows)), np.zeros(len(rows))
-    positive = int(np.flatnonzero(forest.classes_ == 1)[0])
+    total, votes = np.zeros((len(rows), n_classes)), np.zeros(len(rows))
     for tree in forest.estimators_:
         # sklearn's own out-of-bag bookkeeping (pinned sklearn 1.9.1).
         unsampled = _generate_unsampled_indices(tree.random_state, len(labels),
                                                 forest._n_samples_bootstrap, None)
         hit = position[unsampled]
         hit = hit[hit >= 0]
-        total[hit] += tree.predict_proba(features[rows[hit]])[:, positive]
+        total[np.ix_(hit, forest.classes_)] += tree.predict_proba(features[rows[hit]])
         votes[hit] += 1
-    return forest, np.divide(total, votes, out=np.zeros_like(total), where=votes > 0)
+    return forest, total / np.maximum(votes, 1)[:, None]

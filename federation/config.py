@@ -17,7 +17,8 @@ class ProtocolConfig:
     inference_epsilon: output privacy: k-ary randomized response on each queried identity's
       status at test time (None: exact scores, which the audit flags).
     cell_depth: depth of the PNS's tree that splits its rows into the cells of the
-      status-aware table (2^depth cells; 0: one cell). Few, large cells keep the DP noise small.
+      status-aware table (at most 2^depth cells; 0: one cell). Few, large cells keep the DP
+      noise small.
     status_detail: what a bank reports per row: "coarse" (ok / not ok) or "full" (the five
       statuses); coarse lowers the training sensitivity from sqrt(2) to 1 and makes
       randomized response at the same epsilon misreport a quarter as many rows.
@@ -29,7 +30,7 @@ class ProtocolConfig:
     epsilon: float = 1.0
     delta: float = 1e-6
     inference_epsilon: float | None = 8.0
-    cell_depth: int = 1
+    cell_depth: int = 2
     status_detail: str = "coarse"
     max_rows_per_account: int = 1
     plaintext: bool = False

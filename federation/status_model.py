@@ -1,13 +1,18 @@
-"""The PNS's status-aware model: its own forest score combined with the bank's status.
+"""The PNS's status-aware model: its own forest combined with the bank's status.
 
-T[cell, status] = P(anomaly | cell, status) is estimated from the DP-noised joint counts and
-shrunk towards the PNS's own P(anomaly | cell) where counts are small or noisy. A row's score
-adds, on the log-odds scale, the PNS's own evidence (its forest score) and the bank's
-(E[cell, status] = logit T[cell, status] - logit P(anomaly | cell), the status's likelihood
-ratio within the cell; the cells are StatusCells). So the ranking inside a cell still
-follows the forest, and few, large released cells keep the DP noise small. Rows without a
-bank answer (a bank dropped out, or an unknown final receiver) keep the forest's evidence
-alone.
+The PNS sorts its training rows into three classes: normal, anomalies its forest explains
+(at least 5 % of their out-of-bag votes) and anomalies it does not; the latter are the
+ones the bank's status explains. Its forest predicts the three classes from its own
+features. The DP-noised joint counts give, per cell (StatusCells) and class, the
+distribution of the bank's status, P(status | cell, class). A row's score is then
+
+    P(anomaly | x, s) ∝ sum over the two anomaly classes c of P(c | x) P(s | cell, c),
+    against P(normal | x) P(s | cell, normal),
+
+so a "not ok" status raises a row as far as the anomalies that look like it are the ones
+a bank explains. The bank's part enters as per-row evidence E[row, status], on the log-odds
+scale on top of the forest's own P(anomaly | x); rows without a bank answer (a bank
+dropped out, or an unknown final receiver) keep the forest's evidence alone.
 """
 
 from __future__ import annotations
@@ -20,15 +25,28 @@ import pandas as pd
 
 # An anomaly is unexplained by the forest when under 5 % of its out-of-bag trees vote for it.
 UNEXPLAINED_VOTES = 0.05
+NORMAL, EXPLAINED, UNEXPLAINED = 0, 1, 2
+N_CLASSES = 3
 # Smallest cell of the status-aware table, as a share of the counted rows.
 MIN_CELL_SHARE = 0.01
-# Pseudo-count of the shrinkage towards the PNS-only rate of the cell.
-PRIOR_WEIGHT = 2.0
+# Pseudo-rows pulling a cell's status distribution of normal rows towards that of all
+# cells: normal rows are rarely "not ok" (about 0.1 %), so per cell that count is a few
+# dozen and the DP noise would move it; nothing about a normal row's status is expected to
+# depend on the cell. Anomaly classes get one pseudo-row spread evenly over the statuses.
+NORMAL_POOL_WEIGHT = 1e4
 # Bound on the released status evidence (log-odds units): keeps each masked row value below
 # 2^13 in fixed point, so the mask hides it to 2^-30 (docs/security.md).
 EVIDENCE_BOUND = 16.0
-# Weight of the calibrated forest score against the cell's rate: a score of 0 is not certainty.
+# Weight of the calibrated forest scores against the cell's class rates: a score of 0 is
+# not certainty.
 FOREST_WEIGHT = 100.0
+
+
+def anomaly_classes(labels: np.ndarray, oob_votes: np.ndarray) -> np.ndarray:
+    """NORMAL, EXPLAINED or UNEXPLAINED per row, from the labels and the out-of-bag votes
+    of a forest trained on the labels."""
+    explained = np.where(oob_votes >= UNEXPLAINED_VOTES, EXPLAINED, UNEXPLAINED)
+    return np.where(labels == 1, explained, NORMAL).astype(np.int8)
 
 
 class StatusCells:
@@ -37,22 +55,22 @@ class StatusCells:
 
     Those are the anomalies the bank's status explains, and the PNS's features tell them
     apart from the rest (they are larger than the sender's usual amount, for instance). So
-    within a cell the status's likelihood ratio is closer to constant, which is what the
-    additive model assumes. Each cell keeps at least 1 % of the counted rows, large against
-    the DP noise. Depth 0, or no unexplained anomaly: one cell.
+    within a cell each class's status distribution is closer to constant, which is what the
+    model assumes. Each cell keeps at least 1 % of the counted rows, large against the DP
+    noise. Depth 0, or no unexplained anomaly: one cell.
     """
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, oob_votes: np.ndarray,
-                 depth: int, seed: int) -> None:
+    def __init__(self, features: np.ndarray, classes: np.ndarray, depth: int, seed: int
+                 ) -> None:
         from sklearn.tree import DecisionTreeClassifier
 
         self._tree: Any = None
-        unexplained = (labels == 1) & (oob_votes < UNEXPLAINED_VOTES)
+        unexplained = classes == UNEXPLAINED
         if depth == 0 or not unexplained.any():
             return
         self._tree = DecisionTreeClassifier(
             max_depth=depth, class_weight="balanced", random_state=seed,
-            min_samples_leaf=max(50, int(MIN_CELL_SHARE * len(labels)))
+            min_samples_leaf=max(50, int(MIN_CELL_SHARE * len(classes)))
         ).fit(features, unexplained)
         self._leaves = np.flatnonzero(self._tree.tree_.children_left == -1)
 
@@ -63,22 +81,29 @@ class StatusCells:
 
 
 class ForestCalibration:
-    """The forest's scores as probabilities: isotonic regression of the training labels on
-    the out-of-bag scores.
+    """The forest's scores of the two anomaly classes as probabilities: per class, isotonic
+    regression of class membership on the out-of-bag scores.
 
-    A forest's low scores are coarse votes, not probabilities, and the status evidence is
-    added on the log-odds scale, so the scale matters. A tiny share of the raw score keeps
-    the map strictly increasing: the forest's own ranking is unchanged.
+    A forest's low scores are coarse votes, not probabilities, and the status evidence
+    mixes them, so the scale matters. A tiny share of the raw score keeps each map strictly
+    increasing: the forest's own ranking is unchanged.
     """
 
-    def __init__(self, oob_scores: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(self, oob_scores: np.ndarray, classes: np.ndarray) -> None:
         from sklearn.isotonic import IsotonicRegression
 
-        self._isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        self._isotonic.fit(oob_scores, labels)
+        self._isotonic = [
+            IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+                oob_scores[:, c], classes == c)
+            for c in (EXPLAINED, UNEXPLAINED)
+        ]
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
-        return self._isotonic.predict(scores) * (1.0 - 1e-6) + 1e-6 * scores
+        """(rows, 3) forest scores -> (rows, 2) P(explained), P(unexplained)."""
+        return np.column_stack([
+            iso.predict(scores[:, c]) * (1.0 - 1e-6) + 1e-6 * scores[:, c]
+            for iso, c in zip(self._isotonic, (EXPLAINED, UNEXPLAINED), strict=True)
+        ])
 
 
 def beneficiary_keys(final_receivers: Any, accounts: Any) -> np.ndarray:
@@ -98,70 +123,89 @@ def capped_rows(
 
 @dataclass(frozen=True)
 class StatusTable:
-    """DP-noised joint counts[cell, label, status] (clipped at 0) and fallback[cell]."""
+    """DP-noised joint counts[cell, class, status] (clipped at 0) and class_rates[cell, class],
+    the PNS's own share of each class in each cell."""
 
     counts: np.ndarray
-    fallback: np.ndarray
+    class_rates: np.ndarray
 
     def table(self, reported_epsilon: float | None = None) -> np.ndarray:
-        """T[cell, status] in [0, 1]. With `reported_epsilon`, the status is the one k-ary
-        randomized response reports, so T is P(anomaly | cell, reported status)."""
+        """P[cell, class, status], the status distribution of each class in each cell. With
+        `reported_epsilon`, the status is the one k-ary randomized response reports."""
         counts = self.counts
         if reported_epsilon is not None:
             counts = counts @ randomized_response_matrix(reported_epsilon, counts.shape[2])
-        positives, total = counts[:, 1, :], counts.sum(axis=1)
-        table = (positives + PRIOR_WEIGHT * self.fallback[:, None]) / (total + PRIOR_WEIGHT)
-        return np.clip(table, 0.0, 1.0)
+        k = counts.shape[2]
+        total = counts.sum(axis=2, keepdims=True)
+        table = (counts + 1.0 / k) / (total + 1.0)
+        normal = counts[:, NORMAL, :]
+        pooled = (normal.sum(axis=0) + 1.0 / k) / (normal.sum() + 1.0)
+        table[:, NORMAL, :] = ((normal + NORMAL_POOL_WEIGHT * pooled)
+                               / (total[:, NORMAL, :] + NORMAL_POOL_WEIGHT))
+        return table
 
     @classmethod
     def from_noisy_counts(
         cls,
         noisy: np.ndarray,
         cells: np.ndarray,
-        labels: np.ndarray,
+        classes: np.ndarray,
         counted_rows: np.ndarray,
     ) -> StatusTable:
-        """noisy: (n_cells, 2, n_status - 1) DP-noised counts of the non-ok statuses.
+        """noisy: (n_cells, 3, n_status - 1) DP-noised counts of the non-ok statuses.
 
-        The "ok" count is the PNS's exact row count of the cell minus the noisy others.
+        The "ok" count is the PNS's exact row count of the (cell, class) minus the noisy
+        others; the class rates are over all the PNS's rows.
         """
         n_cells = noisy.shape[0]
-        totals = np.zeros((n_cells, 2))
-        np.add.at(totals, (cells[counted_rows], labels[counted_rows]), 1.0)
+        totals = np.zeros((n_cells, N_CLASSES))
+        np.add.at(totals, (cells[counted_rows], classes[counted_rows]), 1.0)
         non_ok = np.clip(noisy, 0.0, None)
         ok = np.clip(totals - non_ok.sum(axis=2), 0.0, None)
-        all_rows = np.zeros((n_cells, 2))
-        np.add.at(all_rows, (cells, labels), 1.0)
-        fallback = (all_rows[:, 1] + 1e-3) / (all_rows.sum(axis=1) + 1.0)
-        return cls(counts=np.concatenate([ok[:, :, None], non_ok], axis=2), fallback=fallback)
+        all_rows = np.zeros((n_cells, N_CLASSES))
+        np.add.at(all_rows, (cells, classes), 1.0)
+        rates = (all_rows + 1e-3) / (all_rows.sum(axis=1, keepdims=True) + 1.0)
+        return cls(counts=np.concatenate([ok[:, :, None], non_ok], axis=2), class_rates=rates)
 
-    def status_log_ratio(self, reported_epsilon: float | None = None) -> np.ndarray:
-        """E[cell, status] = logit T[cell, status] - logit fallback[cell], within +-16."""
-        ratio = log_odds(self.table(reported_epsilon)) - log_odds(self.fallback)[:, None]
-        return np.clip(ratio, -EVIDENCE_BOUND, EVIDENCE_BOUND)
+    def class_probabilities(self, scores: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """(rows, 3) P(class | x): the calibrated forest scores shrunk towards the cell's
+        class rates."""
+        anomaly = (FOREST_WEIGHT * scores + self.class_rates[cells, 1:]) / (FOREST_WEIGHT + 1)
+        anomaly = np.clip(anomaly, 1e-9, 1.0)
+        normal = np.clip(1.0 - anomaly.sum(axis=1), 1e-9, 1.0)
+        return np.column_stack([normal, anomaly])
 
     def forest_log_odds(self, scores: np.ndarray, cells: np.ndarray) -> np.ndarray:
-        """The PNS's own evidence: logit of its forest score, shrunk towards the cell's rate."""
-        return log_odds((FOREST_WEIGHT * scores + self.fallback[cells]) / (FOREST_WEIGHT + 1))
+        """The PNS's own evidence: log-odds of an anomaly given its features alone."""
+        p = self.class_probabilities(scores, cells)
+        return np.log(p[:, 1:].sum(axis=1)) - np.log(p[:, NORMAL])
+
+    def status_evidence(self, scores: np.ndarray, cells: np.ndarray,
+                        reported_epsilon: float | None = None) -> np.ndarray:
+        """E[row, status]: what each status would add to the row's forest log-odds, within
+        +-EVIDENCE_BOUND."""
+        p = self.class_probabilities(scores, cells)
+        dist = self.table(reported_epsilon)[cells]  # (rows, class, status)
+        anomaly = np.einsum("rc,rcs->rs", p[:, 1:], dist[:, 1:, :])
+        normal = p[:, NORMAL, None] * dist[:, NORMAL, :]
+        forest = np.log(p[:, 1:].sum(axis=1)) - np.log(p[:, NORMAL])
+        evidence = np.log(anomaly) - np.log(normal) - forest[:, None]
+        return np.clip(evidence, -EVIDENCE_BOUND, EVIDENCE_BOUND)
 
     def to_json(self) -> dict[str, Any]:
-        return {"counts": self.counts.tolist(), "fallback": self.fallback.tolist()}
+        return {"counts": self.counts.tolist(), "class_rates": self.class_rates.tolist()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StatusTable:
-        return cls(counts=np.asarray(data["counts"]), fallback=np.asarray(data["fallback"]))
+        return cls(counts=np.asarray(data["counts"]),
+                   class_rates=np.asarray(data["class_rates"]))
 
 
-def log_odds(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-9, 1.0 - 1e-9)
-    return np.log(p) - np.log1p(-p)
-
-
-def combined_scores(forest_log_odds: np.ndarray, status_log_ratio: np.ndarray) -> np.ndarray:
-    """P(anomaly | forest score, status) from the two pieces of evidence."""
+def combined_scores(forest_log_odds: np.ndarray, status_evidence: np.ndarray) -> np.ndarray:
+    """P(anomaly | features, status) from the two pieces of evidence."""
     from scipy.special import expit
 
-    return expit(forest_log_odds + status_log_ratio)
+    return expit(forest_log_odds + status_evidence)
 
 
 def randomized_response_matrix(epsilon: float, k: int) -> np.ndarray:

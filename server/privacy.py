@@ -2,7 +2,7 @@
 
 Training: the unit of privacy is one bank account record. The PNS counts at most
 `max_rows_per_account` rows per beneficiary account, so changing one record moves at most
-that many rows between two status cells of the (cell, label) slice they sit in. The "ok"
+that many rows between two status cells of the (cell, class) slice they sit in. The "ok"
 count is not released (the PNS derives it from its own row counts), so with the coarse
 status (ok / not ok) one released count moves: L2 sensitivity max_rows_per_account; with the
 full status two may: sqrt(2) * max_rows_per_account. Inference uses k-ary randomized

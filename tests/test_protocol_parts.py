@@ -11,9 +11,14 @@ from federation.audit import privacy_checks, traffic
 from federation.config import ProtocolConfig
 from federation.errors import ProtocolError, Pv4fadError
 from federation.status_model import (
+    EVIDENCE_BOUND,
+    EXPLAINED,
+    NORMAL,
+    UNEXPLAINED,
     ForestCalibration,
     StatusCells,
     StatusTable,
+    anomaly_classes,
     capped_rows,
     combined_scores,
 )
@@ -74,54 +79,77 @@ def _unexplained_anomalies_at_high_amounts(rng, n=20_000):
     (the forest cannot explain them); the others are explained."""
     features = np.column_stack([rng.normal(size=n), rng.normal(size=n)])
     labels = (rng.random(n) < 0.02).astype(int)
-    votes = np.where(features[:, 0] > 2.0, 0.0, 0.6) * labels
     labels[(features[:, 0] > 2.0) & (rng.random(n) < 0.3)] = 1
-    return features, labels, votes
+    votes = np.where(features[:, 0] > 2.0, 0.0, 0.6)
+    return features, anomaly_classes(labels, votes)
+
+
+def test_anomaly_classes_split_anomalies_by_the_forest_votes():
+    classes = anomaly_classes(np.array([0, 0, 1, 1, 1]), np.array([0.9, 0.0, 0.3, 0.05, 0.01]))
+    assert classes.tolist() == [NORMAL, NORMAL, EXPLAINED, EXPLAINED, UNEXPLAINED]
 
 
 def test_status_cells_split_off_the_unexplained_anomalies():
-    features, labels, votes = _unexplained_anomalies_at_high_amounts(np.random.default_rng(0))
-    cells = StatusCells(features, labels, votes, depth=1, seed=0)
+    features, classes = _unexplained_anomalies_at_high_amounts(np.random.default_rng(0))
+    cells = StatusCells(features, classes, depth=1, seed=0)
     assigned = cells(features)
     assert set(np.unique(assigned)) == {0, 1}
     high = assigned[features[:, 0] > 2.1]
     assert (high == high[0]).all() and (assigned[features[:, 0] < 1.5] != high[0]).all()
-    assert np.bincount(assigned).min() >= 0.01 * len(labels)  # cells stay large
+    assert np.bincount(assigned).min() >= 0.01 * len(classes)  # cells stay large
 
 
 def test_status_cells_fall_back_to_one_cell():
-    features, labels, votes = _unexplained_anomalies_at_high_amounts(np.random.default_rng(1))
-    assert np.all(StatusCells(features, labels, votes, depth=0, seed=0)(features) == 0)
-    explained = np.ones(len(labels))  # every anomaly has the forest's votes
-    assert np.all(StatusCells(features, labels, explained, depth=2, seed=0)(features) == 0)
+    features, classes = _unexplained_anomalies_at_high_amounts(np.random.default_rng(1))
+    assert np.all(StatusCells(features, classes, depth=0, seed=0)(features) == 0)
+    explained = np.where(classes == UNEXPLAINED, EXPLAINED, classes)
+    assert np.all(StatusCells(features, explained, depth=2, seed=0)(features) == 0)
 
 
-def test_combined_score_adds_status_evidence_to_the_forest_score():
-    # One cell; 1000 ok rows (2 positive) and 20 "missing" rows (15 positive).
-    cells = np.zeros(1020, dtype=int)
-    labels = np.array([1] * 2 + [0] * 998 + [1] * 15 + [0] * 5)
-    noisy = np.zeros((1, 2, 1))
-    noisy[0, :, 0] = [5, 15]
-    table = StatusTable.from_noisy_counts(noisy, cells, labels, np.arange(1020))
-    ratio = table.status_log_ratio()
-    assert ratio[0, 1] > 3.0 > 0.0 > ratio[0, 0]  # "missing" multiplies the odds, ok lowers
-    forest = table.forest_log_odds(np.array([0.0, 0.0, 0.5]), np.zeros(3, dtype=int))
-    scores = combined_scores(forest, np.array([ratio[0, 0], ratio[0, 1], ratio[0, 0]]))
-    # A low forest score with a "missing" status outranks it with "ok"; the forest's own
-    # evidence still counts (0.5 with "ok" outranks 0 with "ok").
-    assert scores[1] > scores[0] and scores[2] > scores[0]
-    assert np.all((scores > 0) & (scores < 1))
+def _one_cell_table():
+    """One cell, statuses ok / not ok. 10 000 normal rows (10 not ok); 100 explained
+    anomalies (5 not ok); 100 unexplained anomalies (95 not ok)."""
+    classes = np.repeat([NORMAL, EXPLAINED, UNEXPLAINED], [10_000, 100, 100])
+    noisy = np.array([[[10.0], [5.0], [95.0]]])
+    cells = np.zeros(len(classes), dtype=int)
+    return StatusTable.from_noisy_counts(noisy, cells, classes, np.arange(len(classes)))
+
+
+def test_status_evidence_follows_the_class_the_forest_expects():
+    table = _one_cell_table()
+    cells = np.zeros(3, dtype=int)
+    # P(explained), P(unexplained): an unexplained-looking row, an explained-looking row
+    # with the same total anomaly probability, and a row that looks normal.
+    scores = np.array([[0.001, 0.02], [0.02, 0.001], [0.0005, 0.0005]])
+    evidence = table.status_evidence(scores, cells)
+    forest = table.forest_log_odds(scores, cells)
+    assert forest[0] == pytest.approx(forest[1])
+    # "Not ok" raises every row, much more where the anomalies the forest expects are the
+    # ones a bank explains; "ok" lowers that row most.
+    assert evidence[0, 1] > evidence[1, 1] + 2.0 > 2.0
+    assert evidence[0, 0] < evidence[1, 0] < 0.1
+    scores_final = combined_scores(forest[:, None], evidence)
+    assert scores_final[0, 1] > scores_final[1, 1] > scores_final[2, 1] > scores_final[2, 0]
+    assert np.all((scores_final > 0) & (scores_final < 1))
+    assert np.abs(evidence).max() <= EVIDENCE_BOUND
 
 
 def test_forest_calibration_maps_scores_to_rates_and_keeps_the_ranking():
     rng = np.random.default_rng(3)
-    scores = rng.random(20_000)
-    labels = (rng.random(20_000) < scores**3).astype(int)  # true rate: score cubed
-    calibrated = ForestCalibration(scores, labels)(np.array([0.2, 0.5, 0.9, 0.95]))
-    assert calibrated == pytest.approx([0.008, 0.125, 0.729, 0.857], abs=0.05)
-    assert np.all(np.diff(calibrated) > 0)
-    same_plateau = ForestCalibration(scores, labels)(np.array([0.5, 0.5 + 1e-9]))
-    assert same_plateau[1] > same_plateau[0]
+    raw = rng.random((20_000, 3))
+    # True rates: explained = score cubed (column 1); unexplained = half its score (column 2).
+    u = rng.random(20_000)
+    classes = np.where(u < raw[:, 1] ** 3, EXPLAINED,
+                       np.where(u > 1 - raw[:, 2] / 2, UNEXPLAINED, NORMAL))
+    calibration = ForestCalibration(raw, classes)
+    grid = np.array([0.2, 0.5, 0.9, 0.95])
+    probe = np.column_stack([1 - grid, grid, grid])
+    calibrated = calibration(probe)
+    assert calibrated[:, 0] == pytest.approx(grid**3, abs=0.05)
+    assert calibrated[:, 1] == pytest.approx(grid / 2, abs=0.05)
+    assert np.all(np.diff(calibrated, axis=0) > 0)
+    plateau = calibration(np.array([[0.5, 0.5, 0.5], [0.5, 0.5 + 1e-9, 0.5 + 1e-9]]))
+    assert np.all(plateau[1] > plateau[0])
 
 
 def test_capped_rows_keeps_at_most_cap_rows_per_account():
@@ -132,20 +160,30 @@ def test_capped_rows_keeps_at_most_cap_rows_per_account():
 
 
 def test_status_table_recovers_rates_from_exact_counts():
-    # 2 cells; rows: cell 0 all ok and negative; cell 1 status 1 ("missing") all positive.
-    cells = np.array([0] * 100 + [1] * 20)
-    labels = np.array([0] * 100 + [1] * 10 + [0] * 10)
-    noisy = np.zeros((2, 2, 1))
-    noisy[1, 1, 0] = 10  # the 10 positives in cell 1 are "missing"
-    table = StatusTable.from_noisy_counts(noisy, cells, labels, np.arange(120))
+    table = _one_cell_table()
     t = table.table()
-    assert t[1, 1] > 0.8 and t[1, 0] < 0.2
-    assert table.fallback[1] == pytest.approx(10 / 21, rel=1e-3)
-    # A reported "missing" under randomized response is weaker evidence than a true one.
+    assert t[0, EXPLAINED, 1] == pytest.approx(5.5 / 101) and t[0, UNEXPLAINED, 1] > 0.9
+    assert t[0, NORMAL, 1] == pytest.approx(10 / 10_000, rel=0.03)
+    assert table.class_rates[0] == pytest.approx([10_000 / 10_201, 100 / 10_201,
+                                                  100 / 10_201], rel=1e-3)
+    # A reported "not ok" under randomized response is weaker evidence than a true one.
     reported = table.table(reported_epsilon=1.0)
-    assert t[1, 0] < reported[1, 1] < t[1, 1]
+    assert t[0, UNEXPLAINED, 0] < reported[0, UNEXPLAINED, 0]
+    assert reported[0, UNEXPLAINED, 1] < t[0, UNEXPLAINED, 1]
     again = StatusTable.from_json(table.to_json())
     assert np.array_equal(again.table(), t)
+
+
+def test_normal_status_rate_is_pooled_over_cells():
+    # Two cells of 10 000 normal rows with 3 and 17 "not ok" (the noise moved them apart);
+    # the anomaly classes are empty. With 10 000 pseudo-rows at the pooled rate 20 / 20 000,
+    # the cells' rates move halfway towards it.
+    classes = np.zeros(20_000, dtype=int)
+    cells = np.repeat([0, 1], 10_000)
+    noisy = np.array([[[3.0], [0.0], [0.0]], [[17.0], [0.0], [0.0]]])
+    t = StatusTable.from_noisy_counts(noisy, cells, classes, np.arange(20_000)).table()
+    assert 3 / 10_000 < t[0, NORMAL, 1] < t[1, NORMAL, 1] < 17 / 10_000
+    assert t[1, NORMAL, 1] - t[0, NORMAL, 1] == pytest.approx(0.5 * 14 / 10_000)
 
 
 def test_config_round_trips_and_rejects_bad_values():
