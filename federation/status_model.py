@@ -188,8 +188,7 @@ class StatusTable:
         dist = self.table(reported_epsilon)[cells]  # (rows, class, status)
         anomaly = np.einsum("rc,rcs->rs", p[:, 1:], dist[:, 1:, :])
         normal = p[:, NORMAL, None] * dist[:, NORMAL, :]
-        forest = np.log(p[:, 1:].sum(axis=1)) - np.log(p[:, NORMAL])
-        evidence = np.log(anomaly) - np.log(normal) - forest[:, None]
+        evidence = np.log(anomaly) - np.log(normal) - self.forest_log_odds(scores, cells)[:, None]
         return np.clip(evidence, -EVIDENCE_BOUND, EVIDENCE_BOUND)
 
     def to_json(self) -> dict[str, Any]:
