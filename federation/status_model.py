@@ -177,8 +177,7 @@ class StatusTable:
 
     def forest_log_odds(self, scores: np.ndarray, cells: np.ndarray) -> np.ndarray:
         """The PNS's own evidence: log-odds of an anomaly given its features alone."""
-        p = self.class_probabilities(scores, cells)
-        return np.log(p[:, 1:].sum(axis=1)) - np.log(p[:, NORMAL])
+        return _anomaly_log_odds(self.class_probabilities(scores, cells))
 
     def status_evidence(self, scores: np.ndarray, cells: np.ndarray,
                         reported_epsilon: float | None = None) -> np.ndarray:
@@ -188,7 +187,7 @@ class StatusTable:
         dist = self.table(reported_epsilon)[cells]  # (rows, class, status)
         anomaly = np.einsum("rc,rcs->rs", p[:, 1:], dist[:, 1:, :])
         normal = p[:, NORMAL, None] * dist[:, NORMAL, :]
-        evidence = np.log(anomaly) - np.log(normal) - self.forest_log_odds(scores, cells)[:, None]
+        evidence = np.log(anomaly) - np.log(normal) - _anomaly_log_odds(p)[:, None]
         return np.clip(evidence, -EVIDENCE_BOUND, EVIDENCE_BOUND)
 
     def to_json(self) -> dict[str, Any]:
@@ -198,6 +197,11 @@ class StatusTable:
     def from_json(cls, data: dict[str, Any]) -> StatusTable:
         return cls(counts=np.asarray(data["counts"]),
                    class_rates=np.asarray(data["class_rates"]))
+
+
+def _anomaly_log_odds(class_probabilities: np.ndarray) -> np.ndarray:
+    p = class_probabilities
+    return np.log(p[:, 1:].sum(axis=1)) - np.log(p[:, NORMAL])
 
 
 def combined_scores(forest_log_odds: np.ndarray, status_evidence: np.ndarray) -> np.ndarray:
