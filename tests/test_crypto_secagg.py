@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from scipy import stats
 
 from crypto.channel import E2EIdentity
@@ -15,7 +16,9 @@ PARTIES = [f"bank{i:02d}" for i in range(1, 6)]
 
 @pytest.fixture(scope="module")
 def members() -> dict[str, SecAggParticipant]:
-    return {p: SecAggParticipant(p, E2EIdentity.generate()) for p in PARTIES}
+    # Fixed keys make the masks, and so the uniformity tests below, deterministic.
+    return {p: SecAggParticipant(p, E2EIdentity(X25519PrivateKey.from_private_bytes(
+        bytes([i + 1]) * 32))) for i, p in enumerate(PARTIES)}
 
 
 def _publics(members) -> dict[str, bytes]:
