@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--modes", default="private,plaintext")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--draws", type=int, default=5)
-    parser.add_argument("--inference-epsilon", type=float, default=8.0)
+    parser.add_argument("--inference-epsilon", type=float, default=ProtocolConfig.inference_epsilon)
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/protocol.json"))
     args = parser.parse_args()
@@ -252,24 +252,34 @@ def render(results: dict[str, Any]) -> str:
     lines = ["## PV4FAD protocol", "",
              f"Machine: {results['machine']}; {results['date']}. Command: "
              "`.venv/bin/python bench/bench_protocol.py --parts "
-             "runs,sweep,designs,ceiling,baseline --scenarios scenario01 --reps 3`, then "
-             "`--parts runs --scenarios scenario02,scenario03 --modes private --reps 1`, "
-             "then `--parts scale`; the output-epsilon-10 rows: `--parts runs --scenarios "
-             "scenario01 --modes private --reps 3 --inference-epsilon 10`, then the same "
-             "with `--scenarios scenario02,scenario03 --reps 1`.", ""]
+             "runs,sweep,designs,ceiling,baseline --scenarios scenario01 --reps 5`, then "
+             "`--parts runs --scenarios scenario02,scenario03 --modes private --reps 5`; the "
+             "output-epsilon-8 rows: `--parts runs --scenarios scenario01 --modes private "
+             "--reps 3 --inference-epsilon 8`, then `--scenarios scenario02,scenario03 --reps 1` "
+             "with the same epsilon; then `--parts scale`.", ""]
     runs = results.get("runs", {})
+    base = results.get("baseline")
+    # The accuracy target: the centralized plaintext forest's AUPRC minus 0.01.
+    target = base["models"]["centralized_rf"]["auprc"] - 0.01 if base else None
     if runs:
         lines += ["Full simulated runs on the default data (Flower simulation, CKKS, secure "
                   "aggregation), training epsilon 1 (delta 1e-6), inference randomized "
                   f"response at epsilon {ProtocolConfig.inference_epsilon:g} unless the mode "
-                  "says otherwise; medians over n runs:", "",
-                  "| scenario | mode | n | AUPRC | PNS-only | wall s | bytes sent (all) | "
-                  "peak RSS MiB | privacy checks |", "|---|---|---|---|---|---|---|---|---|"]
+                  "says otherwise; medians over n runs [min, max]"
+                  + (f"; target: centralized forest minus 0.01 = {target:.4f}" if target else "")
+                  + ":", "",
+                  "| scenario | mode | n | AUPRC | target met | PNS-only | wall s | "
+                  "bytes sent (all) | peak RSS MiB | privacy checks |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for key, reps in runs.items():
             scenario, mode = key.split("/")
             failed = sum(v for r in reps for v in r["privacy_checks"].values())
+            auprc = [r["auprc"] for r in reps]
+            met = ("" if target is None or mode == "plaintext"
+                   else "yes" if _med(auprc) >= target else "**no**")
             lines.append(
-                f"| {scenario} | {mode} | {len(reps)} | {_med([r['auprc'] for r in reps]):.4f} | "
+                f"| {scenario} | {mode} | {len(reps)} | {_med(auprc):.4f} "
+                f"[{min(auprc):.4f}, {max(auprc):.4f}] | {met} | "
                 f"{_med([r['auprc_pns_only'] for r in reps]):.4f} | "
                 f"{_med([r['wall_s'] for r in reps]):.1f} | "
                 f"{_med([r['bytes_total'] for r in reps]):,.0f} | "
@@ -302,7 +312,6 @@ def render(results: dict[str, Any]) -> str:
                     n = reps[0].get("test_rows") or 1
                     lines.append(f"| {key.split('/')[0]} | {party} | {t['sent'] / n:,.0f} | "
                                  f"{t['received'] / n:,.0f} |")
-    base = results.get("baseline")
     if base:
         m = base["models"]
         lines += ["", f"Plaintext baselines on the same data (`pv4fad baseline`, scenario01): "
