@@ -29,7 +29,7 @@ class ProtocolConfig:
 
     epsilon: float = 1.0
     delta: float = 1e-6
-    inference_epsilon: float | None = 8.0
+    inference_epsilon: float | None = 10.0
     cell_depth: int = 2
     status_detail: str = "coarse"
     max_rows_per_account: int = 1
