@@ -197,11 +197,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/protocol.json"))
     args = parser.parse_args()
     parts = args.parts.split(",")
+    measuring = parts != ["render"]
     results: dict[str, Any] = {"machine": f"{platform.machine()}, {_cpus()} CPUs",
                                "date": time.strftime("%Y-%m-%d"), "args": vars(args) | {
                                    "work": str(args.work), "out": str(args.out)}}
     if args.out.exists():
-        results = json.loads(args.out.read_text()) | {"args": results["args"]}
+        # Rendering alone keeps the arguments of the runs that measured the figures.
+        stored = json.loads(args.out.read_text())
+        results = stored | {"args": results["args"] if measuring else stored["args"]}
     config = ProtocolConfig(epsilon=1.0, inference_epsilon=args.inference_epsilon)
     if "runs" in parts:
         data = data_dir("default", args.work)
@@ -224,21 +227,26 @@ def main() -> None:
         x = exact_inputs(data_dir("default", args.work), config)
         results["sweep"] = sweep(x, config, args.draws)
     if "designs" in parts:
-        results["designs"] = designs(data_dir("default", args.work), config, args.draws)
+        results["designs"] = {"output_epsilon": config.inference_epsilon,
+                              "auprc": designs(data_dir("default", args.work), config,
+                                               args.draws)}
     if "ceiling" in parts:
         results["ceiling"] = ceiling(data_dir("default", args.work), config, args.draws)
     if "scale" in parts:
         data = data_dir("challenge", args.work)
         results["scale"] = full_run(data, "scenario03", args.work / "challenge", config)
-    _save(args.out, results)
-    args.out.with_suffix(".md").write_text(render(results))
-    print(render(results))
+    if measuring:
+        _save(args.out, results)
+    text = render(results)
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 def _run_key(scenario: str, mode: str, config: ProtocolConfig) -> str:
-    """scenario/mode, with the output epsilon where it is not the default."""
-    if mode == "private" and config.inference_epsilon != ProtocolConfig.inference_epsilon:
-        mode = f"private, output epsilon {config.inference_epsilon:g}"
+    """scenario/mode, with the output epsilon where it is not the default (so a private run
+    and its plaintext twin share the suffix)."""
+    if config.inference_epsilon != ProtocolConfig.inference_epsilon:
+        mode = f"{mode}, output epsilon {config.inference_epsilon:g}"
     return f"{scenario}/{mode}"
 
 
@@ -275,7 +283,7 @@ def render(results: dict[str, Any]) -> str:
             scenario, mode = key.split("/")
             failed = sum(v for r in reps for v in r["privacy_checks"].values())
             auprc = [r["auprc"] for r in reps]
-            met = ("" if target is None or mode == "plaintext"
+            met = ("" if target is None or mode.startswith("plaintext")
                    else "yes" if _med(auprc) >= target else "**no**")
             lines.append(
                 f"| {scenario} | {mode} | {len(reps)} | {_med(auprc):.4f} "
@@ -297,12 +305,12 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", "Cost of privacy (private / plaintext, medians, same benchmark run):", "",
                   "| scenario | wall time ratio | bytes ratio |", "|---|---|---|"]
         for key in runs:
-            scenario, mode = key.split("/")
-            if mode == "private" and f"{scenario}/plaintext" in runs:
-                p, q = runs[key], runs[f"{scenario}/plaintext"]
+            twin = key.replace("/private", "/plaintext", 1)
+            if twin != key and twin in runs:
+                p, q = runs[key], runs[twin]
                 wall = _med([r["wall_s"] for r in p]) / _med([r["wall_s"] for r in q])
                 nbytes = _med([r["bytes_total"] for r in p]) / _med([r["bytes_total"] for r in q])
-                lines.append(f"| {scenario} | {wall:.2f} | {nbytes:.2f} |")
+                lines.append(f"| {key.replace('/private', '')} | {wall:.2f} | {nbytes:.2f} |")
         lines += ["", "Bytes per test transaction and party (private runs, first repetition; "
                   "both stages):", "", "| scenario | party | sent | received |",
                   "|---|---|---|---|"]
@@ -342,12 +350,13 @@ def render(results: dict[str, Any]) -> str:
                       "above applies the same randomized response to the test statuses (one "
                       "draw per identity): what any model could reach under the same output "
                       "privacy."]
-    if results.get("designs"):
+    design = results.get("designs")
+    if design:
         lines += ["", f"Design choices (offline as the sweep; training epsilon 1, inference "
-                  f"epsilon {ProtocolConfig.inference_epsilon:g}, median [min, max] of "
+                  f"epsilon {design['output_epsilon']:g}, median [min, max] of "
                   f"{a['draws']} draws):",
                   "", "| cells, reported status | AUPRC |", "|---|---|"]
-        for name, v in results["designs"].items():
+        for name, v in design["auprc"].items():
             lines.append(f"| {name} | {v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}] |")
     scale = results.get("scale")
     if scale:
