@@ -43,7 +43,7 @@ def _handler(phase: str, layout: Mapping[int, Mapping[str, Any]] | None) -> Hand
         try:
             _injected_fault(settings, phase, float(envelope.meta.get("timeout_s", 60)))
             party = ROLES[settings.role](settings, envelope)
-            out = getattr(party, phase)()
+            out = _corrupted(settings, phase, getattr(party, phase)())
         except Pv4fadError as exc:
             # A project error is the party's answer (bad data, bad payload): named, one line.
             out = Envelope(meta={"phase": phase, "party_id": settings.party_id},
@@ -54,13 +54,27 @@ def _handler(phase: str, layout: Mapping[int, Mapping[str, Any]] | None) -> Hand
 
 
 def _injected_fault(settings: NodeSettings, phase: str, timeout_s: float) -> None:
-    """Resilience testing: `fail-at = "<phase>"` crashes, `"<phase>:hang"` stops answering."""
+    """Resilience testing: `fail-at = "<phase>"` crashes, `"<phase>:hang"` stops answering,
+    `"<phase>:garbage"` answers with a corrupted payload (see `_corrupted`)."""
     target, _, mode = settings.fail_at.partition(":")
-    if target != phase:
+    if target != phase or mode == "garbage":
         return
     if mode == "hang":
         time.sleep(timeout_s + 5)
     raise RuntimeError(f"{settings.party_id} crashed in phase {phase} (injected fault)")
+
+
+def _corrupted(settings: NodeSettings, phase: str, out: Envelope) -> Envelope:
+    """`"<phase>:garbage"`: one bit of every sealed payload flipped, as a faulty party or
+    a faulty link would deliver it."""
+    if settings.fail_at != f"{phase}:garbage":
+        return out
+    flipped = {}
+    for peer, blob in out.sealed.items():
+        bad = bytearray(blob)
+        bad[len(bad) // 2] ^= 0x01
+        flipped[peer] = bytes(bad)
+    return Envelope(meta=out.meta, public=out.public, sealed=flipped)
 
 
 # Deployment entry point (`clientapp = "clients.app:app"`): settings from node config.

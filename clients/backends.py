@@ -1,45 +1,45 @@
-"""The two ways the protocol's private steps can be computed, behind one interface.
+"""The two ways the training counts can be computed, behind one interface.
 
-`EncryptedBackend` is the real protocol: CKKS under the bank's key, masks, secure
-aggregation. `PlaintextBackend` runs the same pipeline with the cryptography switched off;
-it exists only to measure what privacy costs, and its payloads are classed plaintext in the
-ledger so that the privacy checks reject it.
+`EncryptedBackend` is the real protocol (crypto/ckks.py): the PNS encrypts its rows' groups
+under its own CKKS key, fresh for every training stage; the bank evaluates with its status
+bits and masks; the PNS reads one coefficient per reply and sums over banks, where the
+secure-aggregation masks cancel. `PlaintextBackend` runs the same pipeline with the
+cryptography switched off; it exists only to measure what privacy costs, and its payloads
+are classed plaintext in the ledger so that the privacy checks reject it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from federation import wire
+from federation.errors import ProtocolError
 from federation.transcript import PayloadClass
 
-# Fixed-point scales: secure-aggregation inputs carry round(x * 2^8); per-row status
-# evidence computed under CKKS carries round(e * 2^8): fewer fraction bits, stronger masks
-# (docs/security.md: 2^-30 statistical distance per row).
-FIXED_POINT_BITS = 8
-ROW_FRAC_BITS = 8
+PNS_KEY_FILE = "ckks_secret.bin"
 
 
 class Backend(Protocol):
-    status_class: PayloadClass
-    table_class: PayloadClass
-    share_class: PayloadClass
-    rows_class: PayloadClass
-
-    # bank side
-    def bank_public(self, state: Path) -> bytes: ...
-    def encrypt_status(self, state: Path, status: np.ndarray, n_categories: int) -> bytes: ...
-    def decrypt_table(self, state: Path, blob: bytes) -> np.ndarray: ...
-    def decrypt_rows(self, state: Path, blob: bytes) -> np.ndarray: ...
+    groups_class: PayloadClass
+    counts_class: PayloadClass
 
     # PNS side
-    def masked_table(self, bank_public: bytes, status_blob: bytes, groups: np.ndarray,
-                     n_groups: int) -> tuple[bytes, np.ndarray]: ...
-    def masked_rows(self, bank_public: bytes, status_blob: bytes, weights: np.ndarray
-                    ) -> tuple[bytes, np.ndarray]: ...
+    def new_pns_key(self, state: Path) -> bytes: ...
+    def encrypt_groups(self, state: Path, groups: np.ndarray, n_groups: int) -> bytes: ...
+    def counts(self, state: Path, replies: Sequence[bytes], n_groups: int, n_columns: int
+               ) -> np.ndarray: ...
+
+    # bank side
+    def product_sums(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int,
+                     bits: np.ndarray) -> tuple[bytes, int]: ...
+    def mask_space(self, pns_public: bytes, n_groups: int, n_columns: int
+                   ) -> tuple[int, int]: ...
+    def reply(self, pns_public: bytes, sums: bytes, noise: np.ndarray,
+              masks: Sequence[int]) -> bytes: ...
 
 
 def backend_for(plaintext: bool) -> Backend:
@@ -51,123 +51,117 @@ def secagg_round_tag(run_id: str, round: int) -> str:
     return f"{run_id}/noise/{round}"
 
 
-def to_ring(masked: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """Masked int64 counts plus real noise, as fixed point in the ring Z_2^64.
-
-    Stays in integer arithmetic: the masked counts are far wider than a float64 mantissa.
-    """
-    shifted = masked.astype(np.int64).view(np.uint64) << np.uint64(FIXED_POINT_BITS)
-    return shifted + np.round(noise * (1 << FIXED_POINT_BITS)).astype(np.int64).view(np.uint64)
-
-
-def from_ring(total: np.ndarray, mask_totals: np.ndarray) -> np.ndarray:
-    """Remove the PNS's masks from a ring sum and return real values."""
-    masks = mask_totals.astype(np.int64).view(np.uint64) << np.uint64(FIXED_POINT_BITS)
-    return (total - masks).view(np.int64).astype(np.float64) / (1 << FIXED_POINT_BITS)
-
-
 class EncryptedBackend:
-    """CKKS (TenSEAL/SEAL) under the bank's own key; see crypto/ckks.py and docs/protocol.md."""
+    """CKKS under the PNS's own key; see crypto/ckks.py and docs/protocol.md."""
 
-    status_class = PayloadClass.CIPHERTEXT
-    table_class = PayloadClass.CIPHERTEXT
-    share_class = PayloadClass.SECRET_SHARE
-    rows_class = PayloadClass.CIPHERTEXT
+    groups_class = PayloadClass.CIPHERTEXT
+    counts_class = PayloadClass.CIPHERTEXT
 
-    _KEY_FILE = "ckks_secret.bin"
+    def new_pns_key(self, state: Path) -> bytes:
+        """A fresh key pair for this training stage; returns the public context."""
+        from crypto.ckks import CKKSKeyPair
+
+        keys = CKKSKeyPair.generate()
+        keys.save(state / PNS_KEY_FILE)
+        return keys.public_context_bytes()
 
     def _keys(self, state: Path) -> Any:
         from crypto.ckks import CKKSKeyPair
 
-        path = state / self._KEY_FILE
-        if path.exists():
-            return CKKSKeyPair.load(path)
-        keys = CKKSKeyPair.generate()
-        keys.save(path)
-        return keys
+        path = state / PNS_KEY_FILE
+        if not path.exists():
+            raise ProtocolError(f"no CKKS key at {path}: run the training setup first")
+        return CKKSKeyPair.load(path)
 
-    def bank_public(self, state: Path) -> bytes:
-        return self._keys(state).public_context_bytes()
+    def encrypt_groups(self, state: Path, groups: np.ndarray, n_groups: int) -> bytes:
+        from crypto.ckks import encrypt_groups
 
-    def encrypt_status(self, state: Path, status: np.ndarray, n_categories: int) -> bytes:
-        from crypto.ckks import encrypt_onehot
+        return encrypt_groups(self._keys(state), groups, n_groups)
 
-        return encrypt_onehot(self._keys(state), status, n_categories).to_bytes()
+    def counts(self, state: Path, replies: Sequence[bytes], n_groups: int, n_columns: int
+               ) -> np.ndarray:
+        """(n_groups, n_columns) sums over the banks' replies: noisy counts."""
+        from crypto.ckks import DigitLayout, constant_terms, data_modulus, decode_counts
 
-    def decrypt_table(self, state: Path, blob: bytes) -> np.ndarray:
-        from crypto.ckks import decrypt_slot_sums
-
-        return decrypt_slot_sums(self._keys(state), blob)
-
-    def decrypt_rows(self, state: Path, blob: bytes) -> np.ndarray:
-        from crypto.ckks import decrypt_rows
-
-        return decrypt_rows(self._keys(state), blob)
+        keys = self._keys(state)
+        layout = DigitLayout(n_groups, keys.params)
+        _, modulus = data_modulus(keys)
+        totals = [[0] * layout.n_polys for _ in range(n_columns)]
+        for reply in replies:
+            terms = constant_terms(keys, reply, n_columns, layout.n_polys)
+            totals = [[(t + v) % modulus for t, v in zip(tr, vr, strict=True)]
+                      for tr, vr in zip(totals, terms, strict=True)]
+        return decode_counts(layout, totals, modulus).T
 
     @staticmethod
-    def _columns(bank_public: bytes, status_blob: bytes) -> Any:
-        from crypto.ckks import EncryptedColumns, PublicContext
+    def _context(pns_public: bytes) -> Any:
+        from crypto.ckks import PublicContext
 
-        return EncryptedColumns.from_bytes(status_blob, PublicContext.from_bytes(bank_public))
+        return PublicContext.from_bytes(pns_public)
 
-    def masked_table(self, bank_public: bytes, status_blob: bytes, groups: np.ndarray,
-                     n_groups: int) -> tuple[bytes, np.ndarray]:
-        from crypto.ckks import grouped_sums
+    def product_sums(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int,
+                     bits: np.ndarray) -> tuple[bytes, int]:
+        """The bank's encrypted counts before noise and masks, and the request's number of
+        groups; the request is refused unless it fits what the bank expects."""
+        from crypto.ckks import EncryptedGroups, product_sums
 
-        masked = grouped_sums(self._columns(bank_public, status_blob), groups, n_groups)
-        return masked.ciphertext_bytes(), masked.mask_totals
+        groups = EncryptedGroups.open(request, self._context(pns_public), n_rows, max_groups)
+        return product_sums(groups, bits), groups.layout.n_groups
 
-    def masked_rows(self, bank_public: bytes, status_blob: bytes, weights: np.ndarray
-                    ) -> tuple[bytes, np.ndarray]:
-        from crypto.ckks import rowwise_scores
+    def mask_space(self, pns_public: bytes, n_groups: int, n_columns: int
+                   ) -> tuple[int, int]:
+        """How many secure-aggregation masks a reply carries, and their modulus (Q)."""
+        from crypto.ckks import DigitLayout, data_modulus
 
-        masked = rowwise_scores(self._columns(bank_public, status_blob), weights,
-                                frac_bits=ROW_FRAC_BITS)
-        return masked.ciphertext_bytes(), masked.mask_offsets
+        context = self._context(pns_public)
+        _, modulus = data_modulus(context)
+        return n_columns * DigitLayout(n_groups, context.params).n_polys, modulus
+
+    def reply(self, pns_public: bytes, sums: bytes, noise: np.ndarray,
+              masks: Sequence[int]) -> bytes:
+        """noise: (n_groups, n_columns) integers; masks: one per reply ciphertext."""
+        from crypto.ckks import DigitLayout, digit_constants, masked_counts
+
+        context = self._context(pns_public)
+        layout = DigitLayout(noise.shape[0], context.params)
+        constants = [[c + masks[col * layout.n_polys + p] for p, c in
+                      enumerate(digit_constants(layout, noise[:, col]))]
+                     for col in range(noise.shape[1])]
+        return masked_counts(context, sums, constants)
 
 
 class PlaintextBackend:
-    """Same pipeline, no cryptography: the bank's status travels in the clear."""
+    """Same pipeline, no cryptography: groups and counts travel in the clear."""
 
-    status_class = PayloadClass.PLAINTEXT
-    table_class = PayloadClass.PLAINTEXT
-    share_class = PayloadClass.PLAINTEXT
-    rows_class = PayloadClass.PLAINTEXT
+    groups_class = PayloadClass.PLAINTEXT
+    counts_class = PayloadClass.PLAINTEXT
 
-    def bank_public(self, state: Path) -> bytes:
+    def new_pns_key(self, state: Path) -> bytes:
         return b""
 
-    def encrypt_status(self, state: Path, status: np.ndarray, n_categories: int) -> bytes:
-        return wire.pack({"status": status.astype(np.int8), "n_categories": n_categories})
+    def encrypt_groups(self, state: Path, groups: np.ndarray, n_groups: int) -> bytes:
+        return wire.pack({"groups": groups.astype(np.int32), "n_groups": n_groups})
 
-    def decrypt_table(self, state: Path, blob: bytes) -> np.ndarray:
-        return np.asarray(wire.unpack(blob)["table"], dtype=np.int64)
+    def counts(self, state: Path, replies: Sequence[bytes], n_groups: int, n_columns: int
+               ) -> np.ndarray:
+        return sum((np.asarray(wire.unpack(r)["counts"], dtype=np.int64) for r in replies),
+                   np.zeros((n_groups, n_columns), dtype=np.int64))
 
-    def decrypt_rows(self, state: Path, blob: bytes) -> np.ndarray:
-        return np.asarray(wire.unpack(blob)["rows"], dtype=np.int64)
+    def product_sums(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int,
+                     bits: np.ndarray) -> tuple[bytes, int]:
+        fields = wire.unpack(request, what="plaintext groups")
+        groups, n_groups = np.asarray(fields["groups"], dtype=np.int64), int(fields["n_groups"])
+        if groups.shape != (n_rows,) or not 1 <= n_groups <= max_groups:
+            raise ProtocolError(f"plaintext groups: {groups.shape} rows, {n_groups} groups")
+        counts = np.zeros((n_groups, bits.shape[0]), dtype=np.int64)
+        for col, column in enumerate(bits):
+            np.add.at(counts[:, col], groups, column)
+        return wire.pack({"counts": counts}), n_groups
 
-    def masked_table(self, bank_public: bytes, status_blob: bytes, groups: np.ndarray,
-                     n_groups: int) -> tuple[bytes, np.ndarray]:
-        onehot = _onehot(status_blob)
-        table = np.zeros((n_groups, onehot.shape[1]), dtype=np.int64)
-        np.add.at(table, groups, onehot)
-        return wire.pack({"table": table}), np.zeros_like(table)
+    def mask_space(self, pns_public: bytes, n_groups: int, n_columns: int
+                   ) -> tuple[int, int]:
+        return 0, 1
 
-    def masked_rows(self, bank_public: bytes, status_blob: bytes, weights: np.ndarray
-                    ) -> tuple[bytes, np.ndarray]:
-        scores = (_onehot(status_blob) * weights).sum(axis=1)
-        fixed = np.round(scores * 2.0**ROW_FRAC_BITS).astype(np.int64)
-        return wire.pack({"rows": fixed}), np.zeros(len(fixed), dtype=np.int64)
-
-
-def unmask_rows(released: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Scores from the bank's released fixed-point values and the PNS's mask offsets."""
-    return (released.astype(np.int64) - offsets).astype(np.float64) / 2.0**ROW_FRAC_BITS
-
-
-def _onehot(status_blob: bytes) -> np.ndarray:
-    fields = wire.unpack(status_blob)
-    status = fields["status"].astype(np.int64)
-    onehot = np.zeros((len(status), int(fields["n_categories"])), dtype=np.int64)
-    onehot[np.arange(len(status)), status] = 1
-    return onehot
+    def reply(self, pns_public: bytes, sums: bytes, noise: np.ndarray,
+              masks: Sequence[int]) -> bytes:
+        return wire.pack({"counts": np.asarray(wire.unpack(sums)["counts"]) + noise})

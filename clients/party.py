@@ -2,7 +2,9 @@
 
 A party's state lives only in its own directory (keys, derived data, model, ledger), so a
 process can stop between phases or stages and the party carries on from disk, as a
-container would after a restart.
+container would after a restart. Its privacy policy (federation/policy.py) comes from its
+node config, never from a message: it pins every peer's public key, and the run
+configuration the coordinator sends is only a request checked against it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from federation import wire
 from federation.config import ProtocolConfig
 from federation.errors import ProtocolError
 from federation.messages import COORDINATOR, Envelope
+from federation.policy import PolicyRefusal, PrivacyPolicy
 from federation.transcript import PayloadClass, TranscriptLedger
-
 
 @dataclass(frozen=True)
 class NodeSettings:
@@ -33,7 +35,9 @@ class NodeSettings:
     data_root: str
     scenario: str
     state_dir: str
-    fail_at: str = ""  # fault injection for resilience tests: "<phase>" or "<phase>:hang"
+    policy: str  # the party's privacy policy file (JSON; federation/policy.py)
+    identity: str = ""  # its X25519 private key file (default: identity.key in state-dir)
+    fail_at: str = ""  # fault injection for resilience tests: "<phase>[:hang|:garbage]"
 
     @classmethod
     def from_node_config(cls, cfg: Mapping[str, Any]) -> NodeSettings:
@@ -44,6 +48,8 @@ class NodeSettings:
                 data_root=str(cfg["data-root"]),
                 scenario=str(cfg["scenario"]),
                 state_dir=str(cfg["state-dir"]),
+                policy=str(cfg["policy"]),
+                identity=str(cfg.get("identity", "")),
                 fail_at=str(cfg.get("fail-at", "")),
             )
         except KeyError as exc:
@@ -52,7 +58,8 @@ class NodeSettings:
     def to_node_config(self) -> dict[str, str]:
         return {
             "role": self.role, "party-id": self.party_id, "data-root": self.data_root,
-            "scenario": self.scenario, "state-dir": self.state_dir, "fail-at": self.fail_at,
+            "scenario": self.scenario, "state-dir": self.state_dir, "policy": self.policy,
+            "identity": self.identity, "fail-at": self.fail_at,
         }
 
 
@@ -74,39 +81,40 @@ class Party:
         self.ledger = TranscriptLedger(self.id, self.run_id, self.state / "ledger.jsonl")
         self._identity: Any = None
         self.envelope = envelope
+        self.policy = PrivacyPolicy.load(settings.policy)
         self.backend = backend_for(self.config.plaintext)
         self._record_inbound(envelope)
-        if "peers" in envelope.public:
-            self.save_peers(decode_peers(envelope.public))
+        if self.config.plaintext and not self.policy.allow_plaintext:
+            raise self.refuse("allow_plaintext", "the run asks for plaintext mode (no "
+                              "encryption); this party's policy does not allow it")
 
     # -- identity and peers -------------------------------------------------------------
     @property
     def identity(self) -> Any:
-        from crypto.channel import E2EIdentity
+        """This party's X25519 identity, made before the run (`pv4fad party init`) so that
+        its peers could pin the public half."""
+        from crypto.channel import IDENTITY_FILE, E2EIdentity
 
         if self._identity is None:
-            path = self.state / "identity.key"
-            if path.exists():
-                self._identity = E2EIdentity.load(path)
-            else:
-                self._identity = E2EIdentity.generate()
-                self._identity.save(path)
+            path = Path(self.settings.identity) if self.settings.identity else (
+                self.state / IDENTITY_FILE)
+            if not path.exists():
+                raise ProtocolError(f"{self.id}: no identity key at {path}; create it with "
+                                    "`pv4fad party init` and give its public key to the peers")
+            self._identity = E2EIdentity.load(path)
         return self._identity
 
-    def save_peers(self, peers: Mapping[str, Mapping[str, Any]]) -> None:
-        """Public material of the other parties, as relayed at setup."""
-        clean = {
-            pid: {k: (v.hex() if isinstance(v, bytes) else v) for k, v in info.items()}
-            for pid, info in peers.items()
-        }
-        self.save_json("peers.json", clean)
-
     def peer_public(self, peer: str) -> bytes:
-        """The X25519 public key of another party, as relayed at setup."""
-        peers = self.load_json("peers.json")
-        if peer not in peers:
-            raise ProtocolError(f"{self.id}: no public key known for party {peer!r}")
-        return bytes.fromhex(peers[peer]["e2e_public"])
+        """The X25519 public key of another party, as pinned in this party's policy."""
+        return self.policy.pinned(peer)
+
+    def refuse(self, setting: str, reason: str) -> PolicyRefusal:
+        """A refusal under this party's policy: recorded in its ledger, one line naming the
+        setting (and the policy file) for the caller to raise."""
+        message = f"{self.id} refuses: {reason} (policy {setting}, {self.settings.policy})"
+        self.ledger.record_refusal(phase=str(self.meta.get("phase", "")), round=self.round,
+                                   setting=setting, reason=message)
+        return PolicyRefusal(message)
 
     # -- sealed mail ----------------------------------------------------------------------
     def _header(self, sender: str, receiver: str, phase: str) -> Any:
@@ -210,19 +218,6 @@ class Party:
             raise ProtocolError(f"{self.id}: missing state {path} (was an earlier phase run?)")
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-
-
-def encode_peers(peers: Mapping[str, bytes]) -> dict[str, Any]:
-    """The peer directory as ConfigRecord values: parallel lists of ids and X25519 keys."""
-    return {"peers": list(peers), "peer_keys": list(peers.values())}
-
-
-def decode_peers(public: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    ids = [str(p) for p in public["peers"]]
-    keys = list(public["peer_keys"])
-    if len(ids) != len(keys):
-        raise ProtocolError("peer list and key list differ in length")
-    return {pid: {"e2e_public": key} for pid, key in zip(ids, keys, strict=True)}
 
 
 def process_stats() -> dict[str, Any]:

@@ -2,13 +2,14 @@
 
 The PNS holds the transactions and labels. It trains its random forest on its own features
 in the clear, and learns about the banks' records only through:
-- training: DP-noised joint counts (cell x class x bank status), summed over banks by
-  secure aggregation, from which it builds the status-aware table
-  (federation/status_model.py);
-- inference: each test row's status evidence E[row, status], from the status the bank
-  reported by randomized response (output privacy); it adds its forest's own evidence.
-What it sends: keyed hashes of beneficiary identities (linkage), and CKKS ciphertexts under
-the bank's key with its own masks added (the bank decrypts only masked values).
+- training: DP-noised joint counts (cell x class x reported bank status), summed over banks
+  by secure aggregation, from which it builds the status-aware table
+  (federation/status_model.py). It reads them by decrypting, with its own CKKS key (fresh
+  for every training stage), one coefficient of each bank's reply;
+- inference: each test row's status as the bank reports it (randomized response, drawn
+  once per question); it adds the status's evidence to its forest's own.
+What it sends: keyed hashes of beneficiary identities (linkage) and, at training, its
+rows' groups (cell x class) encrypted under its own key, which no bank can read.
 """
 
 from __future__ import annotations
@@ -21,20 +22,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clients.backends import from_ring, secagg_round_tag, unmask_rows
 from clients.party import Party
 from crypto.linkage import keyed_hashes, linkage_key
 from federation.config import ProtocolConfig
-from federation.errors import ProtocolError
+from federation.errors import ProtocolError, Pv4fadError
 from federation.features import ACCOUNT_IDENTITY, IDENTITY_COLUMNS
 from federation.messages import (
     AGGREGATE,
     FINISH,
-    JOINT_COUNTS,
+    LABEL,
     LINKAGE,
     NOISE,
-    RELEASE,
-    SCORE,
     SETUP,
     STATUS,
     Envelope,
@@ -84,107 +82,125 @@ class PaymentNetwork(Party):
         rows.to_parquet(self.stage_dir() / "rows.parquet", index=False)
         self.save_arrays("scores", score=scores, cell=cells, label=labels, klass=classes,
                          counted=counted)
-        return self.reply(SETUP, public={"e2e_public": self.identity.public_bytes(),
-                                         "n_rows": len(tx)})
+        if self.stage == "train":  # a fresh CKKS key pair for this training stage
+            (self.stage_dir() / "ckks_public.bin").write_bytes(
+                self.backend.new_pns_key(self.stage_dir()))
+        return self.reply(SETUP, public={"n_rows": len(tx)})
 
-    # 2. linkage: route rows to the bank holding the beneficiary; send keyed hashes.
+    # 2. linkage: route rows to the bank holding the beneficiary; send keyed hashes (and,
+    # at training, the encrypted groups of the counted rows).
     def linkage(self) -> Envelope:
         banks = json.loads(str(self.envelope.public["banks_json"]))
-        owners = [str(o) for o in self.envelope.public["ckks_owners"]]
-        for bank, context in zip(owners, self.envelope.public["ckks_publics"], strict=True):
-            (self.state / f"ckks_public_{bank}.bin").write_bytes(bytes(context))
         code_to_bank = {code: bank for bank, info in banks.items() for code in info["codes"]}
         rows = pd.read_parquet(self.stage_dir() / "rows.parquet")
         route = rows["final_receiver"].map(code_to_bank)
+        arrays = self.load_arrays("scores")
         counted = np.zeros(len(rows), dtype=bool)
-        counted[self.load_arrays("scores")["counted"]] = True
+        counted[arrays["counted"]] = True
+        groups = arrays["cell"].astype(np.int64) * N_CLASSES + arrays["klass"]
         sealed: dict[str, bytes] = {}
         for bank in banks:
             idx = np.flatnonzero((route == bank).to_numpy() & counted)
             identities = rows.iloc[idx]
-            key = linkage_key(self.identity, self.peer_public(bank), self.id, bank, self.run_id)
-            request = {target: keyed_hashes(identities[source], key, target)
-                       for source, target in QUERY_COLUMNS.items()}
+            key = linkage_key(self.identity, self.peer_public(bank), self.id, bank)
+            request: dict[str, Any] = {target: keyed_hashes(identities[source], key, target)
+                                       for source, target in QUERY_COLUMNS.items()}
+            classes = {name: PayloadClass.KEYED_HASH for name in request}
+            if self.stage == "train" and len(idx):
+                request["groups"] = self.backend.encrypt_groups(
+                    self.stage_dir(), groups[idx], N_CLASSES * self.config.n_cells)
+                request["pns_public"] = (self.stage_dir() / "ckks_public.bin").read_bytes()
+                classes.update(groups=self.backend.groups_class, pns_public=PayloadClass.PUBLIC)
             self.save_arrays(f"linkage_{bank}", rows=idx)
-            sealed[bank] = self.seal_for(bank, LINKAGE, request, {
-                name: PayloadClass.KEYED_HASH for name in request})
+            sealed[bank] = self.seal_for(bank, LINKAGE, request, classes)
         unrouted = int(route.isna().sum())
         return self.reply(LINKAGE, public={"unrouted_rows": unrouted}, sealed=sealed)
 
-    # 3. joint counts (training): masked encrypted counts per (cell, class) x status.
-    def joint_counts(self) -> Envelope:
-        arrays = self.load_arrays("scores")
-        groups = arrays["cell"].astype(np.int64) * N_CLASSES + arrays["klass"]
-        n_groups = N_CLASSES * self.config.n_cells
-        sealed: dict[str, bytes] = {}
-        for bank, blob in self.envelope.sealed.items():
-            status = self.open_from(bank, STATUS, blob, {"status": self.backend.status_class})
-            rows = self.load_arrays(f"linkage_{bank}")["rows"]
-            table, mask_totals = self.backend.masked_table(
-                self._bank_context(bank), status["status"], groups[rows], n_groups)
-            self.save_arrays(f"masks_{bank}", totals=mask_totals)
-            sealed[bank] = self.seal_for(bank, JOINT_COUNTS, {"table": table},
-                                         {"table": self.backend.table_class})
-        return self.reply(JOINT_COUNTS, sealed=sealed)
-
-    # 4. aggregate (training): unmask the secure sum, build the status-aware table.
+    # 3. aggregate (training): sum the banks' replies, build the status-aware table. A bank
+    # whose reply cannot be opened is named; the coordinator then retries without it.
     def aggregate(self) -> Envelope:
         from crypto.accountant import PrivacyAccountant, Release
-        from crypto.secagg import aggregate
 
         participants = [str(p) for p in self.envelope.public["participants"]]
-        shares = {
-            bank: self.open_from(bank, NOISE, self.envelope.sealed[bank],
-                                 {"share": self.backend.share_class})["share"]
-            for bank in participants
-        }
-        if self.config.plaintext:
-            total = sum(np.frombuffer(s, dtype=np.uint64) for s in shares.values())
-        else:
-            total = aggregate(shares, participants, secagg_round_tag(self.run_id, self.round))
-        masks = sum(self.load_arrays(f"masks_{b}")["totals"].ravel() for b in participants)
-        noisy = from_ring(np.asarray(total, dtype=np.uint64), np.asarray(masks))
+        replies, bad = {}, {}
+        for bank in participants:
+            try:
+                replies[bank] = self.open_from(bank, NOISE, self.envelope.sealed[bank], {
+                    "counts": self.backend.counts_class, "unanswered": PayloadClass.PUBLIC,
+                    "params": PayloadClass.PUBLIC})
+            except Pv4fadError as exc:
+                bad[bank] = str(exc)
+        params = {json.dumps(r["params"], sort_keys=True) for r in replies.values()}
+        if len(params) > 1:
+            bad.update({b: "noise parameters differ from the other banks'" for b in replies})
+        if bad:
+            return self.reply(AGGREGATE, public={"bad_payloads": json.dumps(bad)})
+        noise = json.loads(params.pop())
+        n_groups, n_columns = N_CLASSES * self.config.n_cells, self.config.n_statuses - 1
+        noisy = self.backend.counts(self.stage_dir(), [r["counts"] for r in replies.values()],
+                                    n_groups, n_columns)
         arrays = self.load_arrays("scores")
         counted = arrays["counted"]
         position = np.full(len(arrays["cell"]), -1)
         position[counted] = np.arange(len(counted))
-        in_table = np.concatenate([self.load_arrays(f"linkage_{b}")["rows"]
-                                   for b in participants])
+        answered = []
+        for bank in participants:
+            rows = self.load_arrays(f"linkage_{bank}")["rows"]
+            answered.append(np.delete(rows, np.asarray(replies[bank]["unanswered"], int)))
         table = StatusTable.from_noisy_counts(
-            noisy.reshape(self.config.n_cells, N_CLASSES, -1)[:, :, 1:],
-            arrays["cell"][counted], arrays["klass"][counted], position[in_table])
+            noisy.reshape(self.config.n_cells, N_CLASSES, n_columns),
+            arrays["cell"][counted], arrays["klass"][counted],
+            position[np.concatenate(answered)])
         self.save_json("status_table.json", table.to_json())
         accountant = PrivacyAccountant(ledger=self.ledger)
         accountant.record(Release(
-            mechanism="gaussian", sensitivity=float(self.meta["sensitivity"]),
-            noise_scale=float(self.meta["sigma"]), releasing_party="+".join(participants),
+            mechanism="skellam", sensitivity=noise["l2"], l1_sensitivity=noise["l1"],
+            noise_scale=noise["variance"], releasing_party="+".join(participants),
             released="joint counts (secure sum over banks)", phase=AGGREGATE,
             round=self.round))
         return self.reply(AGGREGATE, public={
             "training_epsilon": accountant.epsilon(self.config.delta),
             "training_delta": self.config.delta, "banks_in_table": participants})
 
-    # 5. score (inference): the status's evidence E[row, status] under the bank's key,
-    # masked per row.
-    def score(self) -> Envelope:
+    # 4. label (inference, label mode): a two-party CrypTen computation with one bank; the
+    # PNS learns one flag per row, not the bank's statuses.
+    def label(self) -> Envelope:
+        from scipy.special import logit
+
+        from crypto.mpc import run_party
+
+        bank = str(self.envelope.public["bank"])
         table = StatusTable.from_json(self.load_json("status_table.json"))
         arrays = self.load_arrays("scores")
-        sealed: dict[str, bytes] = {}
-        for bank, blob in self.envelope.sealed.items():
-            status = self.open_from(bank, STATUS, blob, {"status": self.backend.status_class})
-            rows = self.load_arrays(f"linkage_{bank}")["rows"]
-            evidence = table.status_evidence(arrays["score"][rows], arrays["cell"][rows],
-                                             self.config.inference_epsilon)
-            scores, offsets = self.backend.masked_rows(
-                self._bank_context(bank), status["status"], evidence)
-            self.save_arrays(f"masks_{bank}", offsets=offsets)
-            sealed[bank] = self.seal_for(bank, SCORE, {"scores": scores},
-                                         {"scores": self.backend.rows_class})
-        return self.reply(SCORE, sealed=sealed)
+        rows = self.load_arrays(f"linkage_{bank}")["rows"]
+        scores, cells = arrays["score"][rows], arrays["cell"][rows]
+        inputs = {"base": table.forest_log_odds(scores, cells),
+                  "evidence": table.status_evidence(scores, cells)}
+        try:
+            result = run_party("pns", str(self.envelope.public["rendezvous"]), inputs,
+                               float(logit(self.config.label_threshold)), self.config.timeout_s)
+        except ProtocolError as exc:
+            return self.reply(LABEL, public={"label_failed": str(exc)})
+        self.save_arrays(f"flags_{bank}", flags=result.flags)
+        self.ledger.record(
+            direction="exchanged", round=self.round, phase=LABEL, sender=self.id,
+            receiver=bank, message_type=f"{self.stage}.{LABEL}", nbytes=result.bytes_sent,
+            fields={"shares": PayloadClass.SECRET_SHARE, "flags": self._status_class()},
+            details={"rounds": result.rounds, "seconds": round(result.seconds, 3)})
+        return self.reply(LABEL, public={"flagged": int(result.flags.sum())})
 
-    # 6. finish (inference): unmask the status evidence and add the forest's; rows without
-    # a bank answer keep the forest's evidence alone.
+    # 5. finish (inference): in score mode the reported statuses' evidence plus the forest's,
+    # in label mode the flags; rows without a bank answer keep the forest's evidence alone.
     def finish(self) -> Envelope:
+        if self.config.inference_mode == "labels":
+            return self._finish_labels([str(b) for b in self.envelope.public["label_banks"]])
+        return self._finish_scores()
+
+    def _status_class(self) -> PayloadClass:
+        return (PayloadClass.DP_NOISED if self.config.inference_epsilon is not None
+                else PayloadClass.PLAINTEXT)
+
+    def _finish_scores(self) -> Envelope:
         from sklearn.metrics import average_precision_score
 
         table = StatusTable.from_json(self.load_json("status_table.json"))
@@ -192,33 +208,55 @@ class PaymentNetwork(Party):
         cells, labels = arrays["cell"], arrays["label"]
         evidence = np.zeros(len(cells))
         answered = np.zeros(len(cells), dtype=bool)
-        noised = self.config.inference_epsilon is not None
         for bank, blob in self.envelope.sealed.items():
-            released = self.open_from(bank, RELEASE, blob, {
-                "scores": PayloadClass.DP_NOISED if noised else PayloadClass.PLAINTEXT})
+            reported = np.asarray(self.open_from(bank, STATUS, blob, {
+                "status": self._status_class()})["status"], dtype=np.int64)
             rows = self.load_arrays(f"linkage_{bank}")["rows"]
-            offsets = self.load_arrays(f"masks_{bank}")["offsets"]
-            evidence[rows] = unmask_rows(np.asarray(released["scores"]), offsets)
-            answered[rows] = True
+            if reported.shape != rows.shape or reported.max(initial=-1) >= self.config.n_statuses:
+                raise ProtocolError(f"{self.id}: status reply of {bank} does not fit its "
+                                    f"{len(rows)} queried rows")
+            ok = reported >= 0
+            per_status = table.status_evidence(arrays["score"][rows[ok]], cells[rows[ok]])
+            evidence[rows[ok]] = per_status[np.arange(ok.sum()), reported[ok]]
+            answered[rows[ok]] = True
         final = combined_scores(table.forest_log_odds(arrays["score"], cells), evidence)
-        rows = pd.read_parquet(self.stage_dir() / "rows.parquet", columns=["MessageId"])
-        out = self.stage_dir() / "predictions.csv"
-        pd.DataFrame({"MessageId": rows["MessageId"], "Score": final}).to_csv(out, index=False)
-        public: dict[str, Any] = {"predictions": str(out), "rows": len(final),
-                                  "rows_without_bank_answer": int((~answered).sum())}
+        public = self._predictions("Score", final, answered)
         if (labels >= 0).all() and labels.any():
             public["auprc"] = float(average_precision_score(labels, final))
             public["auprc_pns_only"] = float(average_precision_score(
                 labels, arrays["score"].sum(axis=1)))
         return self.reply(FINISH, public=public)
 
-    # -- helpers -----------------------------------------------------------------------
-    def _bank_context(self, bank: str) -> bytes:
-        path = self.state / f"ckks_public_{bank}.bin"
-        if not path.exists():
-            raise ProtocolError(f"{self.id}: no CKKS public context from {bank}")
-        return path.read_bytes()
+    def _finish_labels(self, banks: list[str]) -> Envelope:
+        from scipy.special import logit
 
+        table = StatusTable.from_json(self.load_json("status_table.json"))
+        arrays = self.load_arrays("scores")
+        labels = arrays["label"]
+        flags = table.forest_log_odds(arrays["score"], arrays["cell"]) > logit(
+            self.config.label_threshold)
+        answered = np.zeros(len(flags), dtype=bool)
+        for bank in banks:
+            rows = self.load_arrays(f"linkage_{bank}")["rows"]
+            flags[rows] = self.load_arrays(f"flags_{bank}")["flags"]
+            answered[rows] = True
+        public = self._predictions("Flag", flags.astype(np.int8), answered)
+        public["flagged"] = int(flags.sum())
+        if (labels >= 0).all() and labels.any():
+            hits = int((flags & (labels == 1)).sum())
+            public["precision"] = hits / max(int(flags.sum()), 1)
+            public["recall"] = hits / int((labels == 1).sum())
+        return self.reply(FINISH, public=public)
+
+    def _predictions(self, column: str, values: np.ndarray, answered: np.ndarray
+                     ) -> dict[str, Any]:
+        rows = pd.read_parquet(self.stage_dir() / "rows.parquet", columns=["MessageId"])
+        out = self.stage_dir() / "predictions.csv"
+        pd.DataFrame({"MessageId": rows["MessageId"], column: values}).to_csv(out, index=False)
+        return {"predictions": str(out), "rows": len(values),
+                "rows_without_bank_answer": int((~answered).sum())}
+
+    # -- helpers -----------------------------------------------------------------------
     def _save_model(self, name: str, model: dict[str, Any]) -> None:
         with (self.state / name).open("wb") as fh:
             pickle.dump(model, fh)

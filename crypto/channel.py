@@ -25,6 +25,7 @@ from federation.errors import CryptoError
 from federation.transcript import PayloadClass
 
 SEALED_PAYLOAD_CLASS = PayloadClass.CIPHERTEXT  # what the coordinator relays
+IDENTITY_FILE = "identity.key"  # a party's X25519 private key in its state directory
 _VERSION = 1
 _NONCE = 12
 _CHANNEL_INFO = b"pv4fad e2e channel v1"

@@ -1,403 +1,308 @@
-"""CKKS packing and the PNS's masked ciphertext-plaintext computations.
+"""Joint counts under the PNS's CKKS key: the bank evaluates, the PNS reads one coefficient.
 
-Flow: the bank encrypts each row's one-hot status column by column (`encrypt_onehot`),
-two rows per slot: slot i of chunk k holds row k * 2S + i in its real part and row
-k * 2S + S + i in its imaginary part (S = slot_count), which halves ciphertexts, bytes and
-the PNS's work. A plaintext a - i b multiplies the pair (x + i y) into real part
-a x + b y, so one product serves both rows. The PNS, holding only the public
-context, computes slot-wise ciphertext-plaintext products accumulated over chunks (no
-rotations), floods the noise and adds a fresh uniform integer mask to every slot
-(`grouped_sums`, `rowwise_scores`). The bank decrypts, rounds every slot to an integer and
-returns masked integers (`decrypt_slot_sums`, `decrypt_rows`); the PNS removes its masks.
+The PNS (the key owner, fresh keys for every training stage) encrypts, for every chunk of
+N rows, polynomials in coefficient encoding: coefficient j holds 2^unit * 2^(w d) when
+row j of the chunk belongs to group p * D + d of polynomial p, else 0 (D groups packed
+per polynomial as w-bit digits; `encrypt_groups`). The bank, which holds no CKKS key,
+multiplies each by its own plaintext polynomial b(X) = s_0 - sum_{j>=1} s_j X^(N-j) made
+of its 0/1 status bits for those rows. Modulo X^N + 1 the constant coefficient of the
+product is the inner product sum_j a_j s_j, i.e. 2^unit * sum_d 2^(w d) * count_d.
+It sums the chunks and then, for circuit privacy (`masked_counts`):
+- adds a fresh public-key encryption of zero, which makes the second component
+  pseudorandom (RLWE), so the reply cannot be related to the PNS's own ciphertexts;
+- adds a plaintext polynomial that is uniform modulo Q in every coefficient except the
+  constant one: the PNS's decryption then shows nothing but that coefficient, whatever it
+  put into its ciphertexts (perfect hiding, no statistical term);
+- adds to the constant coefficient a flood uniform on [0, 2^flood_bits), which drowns the
+  data-dependent encryption noise there (at most 2^noise_bound_bits for honestly made
+  ciphertexts) to statistical distance 2^-40, plus the protocol's own additive terms
+  (DP noise digits and a secure-aggregation mask uniform modulo Q).
+The PNS decrypts and keeps only the constant coefficients (`constant_terms`); summed over
+banks modulo Q the masks cancel and `decode_counts` splits the digits.
 
-Category 0 is not encrypted (its indicator is 1 minus the others'), saving 1/n_categories
-of the bytes. `decrypt_slot_sums` fills column 0 with minus the sum of the other columns
-and `MaskedTable.mask_totals` is set up so that `result - mask_totals` is the full table.
+A PNS that deviates (other values than 0/1 indicators, crafted noise) can learn other
+linear functions of the bank's status bits, read through that one coefficient; what bounds
+it is what those bits are: the bank's randomized-response statuses (clients/bank.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tenseal.sealapi as seal
 
-from crypto import _sealio, framing
-from crypto.ckks_keys import CKKSKeyPair, CKKSParams, PublicContext, _Suite
+from crypto import _sealio, _sealraw, framing
+from crypto.ckks_keys import CKKSKeyPair, CKKSParams, PublicContext
 from crypto.csprng import SecureRandom
 from federation.errors import CryptoError
-from federation.transcript import PayloadClass
 
-PACKING = "complex-2"  # two rows per slot (real and imaginary part)
+GROUPS_KIND = "ckks-groups"
+COUNTS_KIND = "ckks-counts"
+SUMS_KIND = "ckks-product-sums"
 
 __all__ = [
     "CKKSKeyPair",
     "CKKSParams",
-    "EncryptedColumns",
-    "MaskedRows",
-    "MaskedTable",
+    "DigitLayout",
+    "EncryptedGroups",
     "PublicContext",
-    "decrypt_rows",
-    "decrypt_slot_sums",
-    "encrypt_onehot",
-    "grouped_sums",
-    "rowwise_scores",
+    "constant_terms",
+    "data_modulus",
+    "decode_counts",
+    "digit_constants",
+    "encrypt_groups",
+    "masked_counts",
+    "product_sums",
 ]
 
 
-@dataclass
-class EncryptedColumns:
-    """A bank's encrypted one-hot status: ciphertexts[c][k] is category categories[c], chunk k."""
+@dataclass(frozen=True)
+class DigitLayout:
+    """How `n_groups` counts are packed: group g is digit g % D of polynomial g // D."""
 
+    n_groups: int
     params: CKKSParams
-    key_id: str
+
+    @property
+    def per_poly(self) -> int:
+        return self.params.digits_per_poly
+
+    @property
+    def n_polys(self) -> int:
+        return -(-self.n_groups // self.per_poly)
+
+    def digit_values(self, poly: int) -> list[int]:
+        """2^unit * 2^(w d) for the digits d of polynomial `poly` (a group indicator)."""
+        digits = min(self.per_poly, self.n_groups - poly * self.per_poly)
+        unit, width = self.params.unit_bits, self.params.digit_bits
+        return [1 << (unit + width * d) for d in range(digits)]
+
+
+def data_modulus(context: PublicContext | CKKSKeyPair) -> tuple[list[int], int]:
+    """The data-level primes and their product Q."""
+    primes = _sealraw.primes_of(context.suite.context, context.suite.data_parms_id)
+    modulus = 1
+    for q in primes:
+        modulus *= q
+    return primes, modulus
+
+
+def _chunks(n_rows: int, params: CKKSParams) -> int:
+    return -(-n_rows // params.poly_modulus_degree)
+
+
+def encrypt_groups(keys: CKKSKeyPair, groups: np.ndarray, n_groups: int) -> bytes:
+    """PNS side: the digit-packed group indicators of every row, under its own key."""
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or groups.size == 0 or not np.issubdtype(groups.dtype, np.integer):
+        raise CryptoError(f"encrypt_groups: groups must be a non-empty 1-D int array, got "
+                          f"shape {groups.shape} dtype {groups.dtype}")
+    if n_groups < 1 or groups.min() < 0 or groups.max() >= n_groups:
+        raise CryptoError(f"encrypt_groups: group ids must lie in [0, {n_groups})")
+    params, suite = keys.params, keys.suite
+    n_chunks, degree = _chunks(groups.size, params), params.poly_modulus_degree
+    if n_chunks > params.max_chunks:
+        raise CryptoError(f"encrypt_groups: {groups.size} rows exceed {params.max_chunks} "
+                          f"chunks of {degree}")
+    layout = DigitLayout(n_groups, params)
+    primes, _ = data_modulus(keys)
+    poly_of, digit_of = np.divmod(groups.astype(np.int64), layout.per_poly)
+    blobs = []
+    for poly in range(layout.n_polys):
+        table = _sealraw.residues_of(layout.digit_values(poly), primes)  # (L, digits)
+        for k in range(n_chunks):
+            rows = slice(k * degree, (k + 1) * degree)
+            member = np.flatnonzero(poly_of[rows] == poly)
+            residues = np.zeros((len(primes), degree), dtype=np.uint64)
+            residues[:, member] = table[:, digit_of[rows][member]]
+            plain = _sealraw.ntt_plaintext(suite, suite.data_parms_id, residues,
+                                           float(2**params.unit_bits))
+            blobs.append(_sealio.dump(keys.encryptor.encrypt_symmetric(plain)))
+    header = {"param_id": params.param_id, "key_id": keys.key_id, "n_rows": int(groups.size),
+              "n_groups": n_groups}
+    return framing.pack(GROUPS_KIND, header, blobs)
+
+
+@dataclass
+class EncryptedGroups:
+    """A PNS request as the bank opens it: ciphertexts[p][k] is polynomial p of chunk k."""
+
+    context: PublicContext
+    layout: DigitLayout
     n_rows: int
-    n_categories: int
-    blobs: list[list[bytes]]
-    context: PublicContext | None = None
-    payload_class = PayloadClass.CIPHERTEXT
-    _cts: list[list[Any]] | None = field(default=None, repr=False)
-
-    @property
-    def categories(self) -> list[int]:
-        return list(range(1, self.n_categories))
-
-    @property
-    def n_chunks(self) -> int:
-        return -(-self.n_rows // (2 * self.params.slot_count))
-
-    def to_bytes(self) -> bytes:
-        header = {
-            "param_id": self.params.param_id,
-            "key_id": self.key_id,
-            "n_rows": self.n_rows,
-            "n_categories": self.n_categories,
-            "packing": PACKING,
-        }
-        return framing.pack("ckks-onehot", header, [b for col in self.blobs for b in col])
+    ciphertexts: list[list[Any]]
 
     @classmethod
-    def from_bytes(cls, data: bytes, public_context: PublicContext) -> EncryptedColumns:
-        """Open and validate a bank's payload against that bank's public context."""
-        kind = "ckks-onehot"
-        header, blobs = framing.unpack(data, kind)
-        framing.expect(header, "param_id", public_context.params.param_id, kind)
-        framing.expect(header, "key_id", public_context.key_id, kind)
-        framing.expect(header, "packing", PACKING, kind)
-        n_rows, n_cat = int(header.get("n_rows", -1)), int(header.get("n_categories", -1))
-        if n_rows < 1 or n_cat < 2:
-            raise CryptoError(f"{kind}: bad shape n_rows={n_rows}, n_categories={n_cat}")
-        enc = cls(public_context.params, public_context.key_id, n_rows, n_cat, [])
-        if len(blobs) != (n_cat - 1) * enc.n_chunks:
-            raise CryptoError(
-                f"{kind}: expected {(n_cat - 1) * enc.n_chunks} ciphertexts, found {len(blobs)}"
-            )
-        enc.blobs = [blobs[i : i + enc.n_chunks] for i in range(0, len(blobs), enc.n_chunks)]
-        enc.context = public_context
-        enc._cts = [
-            [_load_ct(public_context.suite, b, f"{kind} ciphertext") for b in col]
-            for col in enc.blobs
-        ]
-        return enc
-
-    @property
-    def nbytes(self) -> int:
-        return sum(len(b) for col in self.blobs for b in col)
+    def open(cls, data: bytes, context: PublicContext, n_rows: int, max_groups: int
+             ) -> EncryptedGroups:
+        """Validate a request against the PNS's public context and what the bank itself
+        expects (its own row count, its own limit on groups); refuse anything else."""
+        header, blobs = framing.unpack(data, GROUPS_KIND)
+        params = context.params
+        framing.expect(header, "param_id", params.param_id, GROUPS_KIND)
+        framing.expect(header, "key_id", context.key_id, GROUPS_KIND)
+        framing.expect(header, "n_rows", n_rows, GROUPS_KIND)
+        n_groups = header.get("n_groups")
+        if not isinstance(n_groups, int) or not 1 <= n_groups <= max_groups:
+            raise CryptoError(f"{GROUPS_KIND}: {n_groups!r} groups, this bank allows 1 to "
+                              f"{max_groups}")
+        layout, n_chunks = DigitLayout(n_groups, params), _chunks(n_rows, params)
+        if n_chunks > params.max_chunks:
+            raise CryptoError(f"{GROUPS_KIND}: {n_chunks} chunks exceed {params.max_chunks}")
+        if len(blobs) != layout.n_polys * n_chunks:
+            raise CryptoError(f"{GROUPS_KIND}: expected {layout.n_polys * n_chunks} "
+                              f"ciphertexts, found {len(blobs)}")
+        cts = [[_load_fresh(context, blobs[p * n_chunks + k], f"{GROUPS_KIND} ({p}, {k})")
+                for k in range(n_chunks)] for p in range(layout.n_polys)]
+        return cls(context, layout, n_rows, cts)
 
 
-@dataclass
-class MaskedTable:
-    """Grouped sums under the bank's key with every slot masked; mask_totals stay at the PNS."""
-
-    ciphertexts: list[bytes]
-    mask_totals: np.ndarray
-    header: dict[str, Any]
-    payload_class = PayloadClass.MASKED
-
-    def ciphertext_bytes(self) -> bytes:
-        return framing.pack("ckks-masked-table", self.header, self.ciphertexts)
-
-
-@dataclass
-class MaskedRows:
-    """Per-row scores under the bank's key, masked; `unmask` turns the bank's reply into scores."""
-
-    ciphertexts: list[bytes]
-    mask_offsets: np.ndarray
-    frac_bits: int
-    header: dict[str, Any]
-    payload_class = PayloadClass.MASKED
-
-    def ciphertext_bytes(self) -> bytes:
-        return framing.pack("ckks-masked-rows", self.header, self.ciphertexts)
-
-    def unmask(self, decrypted: np.ndarray) -> np.ndarray:
-        """Scores (float64, n_rows) from `decrypt_rows`'s int64 output."""
-        if decrypted.shape != self.mask_offsets.shape:
-            raise CryptoError(
-                f"masked rows: reply has shape {decrypted.shape}, "
-                f"expected {self.mask_offsets.shape}"
-            )
-        return (decrypted - self.mask_offsets).astype(np.float64) / float(2**self.frac_bits)
-
-
-def _load_ct(suite: _Suite, blob: bytes, what: str) -> Any:
-    ct = _sealio.load_into(seal.Ciphertext(), suite.context, blob, what)
-    if ct.parms_id() != suite.data_parms_id or ct.size() != 2:
-        raise CryptoError(f"{what}: ciphertext is not a fresh data-level CKKS ciphertext")
+def _load_fresh(context: PublicContext, blob: bytes, what: str) -> Any:
+    ct = _sealio.load_into(seal.Ciphertext(), context.suite.context, blob, what)
+    if (ct.parms_id() != context.suite.data_parms_id or ct.size() != 2
+            or not ct.is_ntt_form()):
+        raise CryptoError(f"{what}: not a fresh data-level CKKS ciphertext")
     return ct
 
 
-def _packed(real: np.ndarray, imag: np.ndarray, slots: int) -> list[complex]:
-    """Slot values real + i * imag, zero-padded to `slots`."""
-    out = np.zeros(slots, dtype=np.complex128)
-    out.real[: len(real)] = real
-    out.imag[: len(imag)] = imag
-    return out.tolist()
+def _status_plaintext(context: PublicContext, primes: list[int], bits: np.ndarray) -> Any:
+    """b(X) = s_0 - sum_{j>=1} s_j X^(N-j): the constant coefficient of a(X) b(X) modulo
+    X^N + 1 is then sum_j a_j s_j."""
+    degree = context.params.poly_modulus_degree
+    coeffs = np.zeros(degree, dtype=np.int64)
+    coeffs[0] = bits[0]
+    coeffs[degree - np.arange(1, bits.size)] = -bits[1:]
+    residues = np.stack([np.where(coeffs < 0, q - 1, coeffs).astype(np.uint64)
+                         for q in primes])
+    suite = context.suite
+    return _sealraw.ntt_plaintext(suite, suite.data_parms_id, residues, 1.0)
 
 
-def _halves(values: np.ndarray, chunk: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of `chunk` that sit in the real and in the imaginary parts of its slots."""
-    start = chunk * 2 * slots
-    return values[start : start + slots], values[start + slots : start + 2 * slots]
+def product_sums(groups: EncryptedGroups, status_bits: np.ndarray) -> bytes:
+    """Bank side, step 1: for every status column c and polynomial p, the encrypted
+    digit-packed counts sum_rows [group] * status_bits[c, row] (not yet masked: the bank
+    keeps these to serve a retry round with fresh noise and masks).
 
-
-def encrypt_onehot(keys: CKKSKeyPair, status: np.ndarray, n_categories: int) -> EncryptedColumns:
-    """Encrypt per-row one-hot indicators of `status` (ints in [0, n_categories)), column-major.
-
-    Uses SEAL's secret-key encryption, whose serialized form stores the mask polynomial as a
-    seed, halving the bytes against public-key encryption.
+    status_bits: (n_columns, n_rows) of 0/1.
     """
-    status = np.asarray(status)
-    if status.ndim != 1 or status.size == 0 or not np.issubdtype(status.dtype, np.integer):
-        raise CryptoError(f"encrypt_onehot: status must be a non-empty 1-D int array, got "
-                          f"shape {status.shape} dtype {status.dtype}")
-    if n_categories < 2 or status.min() < 0 or status.max() >= n_categories:
-        raise CryptoError(
-            f"encrypt_onehot: status values must lie in [0, {n_categories}), found "
-            f"[{status.min()}, {status.max()}]"
-        )
-    params, suite = keys.params, keys.suite
-    slots, scale = params.slot_count, float(2**params.encrypt_scale_bits)
-    enc = EncryptedColumns(params, keys.key_id, int(status.size), n_categories, [])
-    plain = seal.Plaintext()
-    for category in enc.categories:
-        column = []
-        indicator = (status == category).astype(np.float64)
-        for k in range(enc.n_chunks):
-            suite.encoder.encode(_packed(*_halves(indicator, k, slots), slots), scale, plain)
-            column.append(_sealio.dump(keys.encryptor.encrypt_symmetric(plain)))
-        enc.blobs.append(column)
-    return enc
-
-
-def _require_context(enc: EncryptedColumns, what: str) -> tuple[PublicContext, list[list[Any]]]:
-    if enc.context is None or enc._cts is None:
-        raise CryptoError(f"{what}: open the bank's payload with EncryptedColumns.from_bytes first")
-    return enc.context, enc._cts
-
-
-def _integer_array(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
-    values = np.asarray(values)
-    if values.shape != shape:
-        raise CryptoError(f"{what}: expected shape {shape}, got {values.shape}")
-    if not np.all(np.isfinite(values)) or not np.array_equal(values, np.round(values)):
-        raise CryptoError(f"{what}: values must be finite integers")
-    return values.astype(np.int64)
-
-
-def _mask(ctx: PublicContext, acc: Any, rng: SecureRandom) -> tuple[bytes, np.ndarray]:
-    """Flood the noise, add a fresh uniform integer mask to every slot; returns (bytes, mask).
-
-    The flood is a fresh public-key encryption of zero times 2^flood_bits: it re-randomizes
-    the ciphertext and drowns the noise term that depends on the PNS's plaintexts.
-    """
-    suite, params = ctx.suite, ctx.params
-    flood = seal.Ciphertext()
-    ctx.encryptor.encrypt_zero(suite.data_parms_id, flood)
-    const = seal.Plaintext()
-    suite.encoder.encode(float(2**params.flood_bits), suite.data_parms_id, 1.0, const)
-    suite.evaluator.multiply_plain_inplace(flood, const)
-    flood.scale = acc.scale
-    suite.evaluator.add_inplace(acc, flood)
-    # Both parts are masked; only the real part carries the result, the imaginary part a
-    # by-product of the packing that must not be seen either.
-    mask = rng.bits(params.slot_count, params.mask_bits).astype(np.int64)
-    imag_mask = rng.bits(params.slot_count, params.mask_bits).astype(np.float64)
-    mask_plain = seal.Plaintext()
-    suite.encoder.encode(_packed(mask.astype(np.float64), imag_mask, params.slot_count),
-                         acc.parms_id(), acc.scale, mask_plain)
-    suite.evaluator.add_plain_inplace(acc, mask_plain)
-    # Dropping one prime after masking cuts the reply by a third; what it rounds away is a
-    # function of the already masked and flooded ciphertext, so it reveals nothing more.
-    suite.evaluator.rescale_to_next_inplace(acc)
-    return _sealio.dump(acc), mask
-
-
-def grouped_sums(
-    enc: EncryptedColumns,
-    group: np.ndarray,
-    n_groups: int,
-    weights: np.ndarray | None = None,
-    rng: SecureRandom | None = None,
-) -> MaskedTable:
-    """For every group g and category c: sum over rows with group g of weight * indicator_c.
-
-    `group` holds ints in [0, n_groups); `weights` (optional) integers. One 0/1 (or weight)
-    plaintext is encoded per group and chunk and reused across categories.
-    """
-    ctx, cts = _require_context(enc, "grouped_sums")
-    group = _integer_array(group, (enc.n_rows,), "grouped_sums: group")
-    if n_groups < 1 or group.min() < 0 or group.max() >= n_groups:
-        raise CryptoError(f"grouped_sums: group ids must lie in [0, {n_groups})")
-    w = np.ones(enc.n_rows, np.int64) if weights is None else _integer_array(
-        weights, (enc.n_rows,), "grouped_sums: weights")
-    if np.abs(w).max() * enc.n_chunks >= 2 ** (ctx.params.mask_bits - 8):
-        raise CryptoError("grouped_sums: weights too large for the mask range (|w| x chunks "
-                          f"must stay below 2^{ctx.params.mask_bits - 8})")
-    rng = rng or SecureRandom()
-    suite, params = ctx.suite, ctx.params
-    slots, plain_scale = params.slot_count, float(2**params.plain_scale_bits)
-    n_enc = len(enc.categories)
-    acc: list[list[Any]] = [[None] * n_enc for _ in range(n_groups)]
-    plain, product = seal.Plaintext(), seal.Ciphertext()  # scratch objects, reused
-    for k in range(enc.n_chunks):
-        (g_re, g_im), (w_re, w_im) = _halves(group, k, slots), _halves(w, k, slots)
-        for g in np.union1d(g_re, g_im):
-            values = _packed(np.where(g_re == g, w_re, 0), -np.where(g_im == g, w_im, 0), slots)
-            suite.encoder.encode(values, suite.data_parms_id, plain_scale, plain)
-            for c in range(n_enc):
-                if acc[g][c] is None:
-                    acc[g][c] = seal.Ciphertext()
-                    suite.evaluator.multiply_plain(cts[c][k], plain, acc[g][c])
-                else:
-                    suite.evaluator.multiply_plain(cts[c][k], plain, product)
-                    suite.evaluator.add_inplace(acc[g][c], product)
-    blobs, totals = _mask_all(ctx, acc, rng)
-    group_totals = np.bincount(group, weights=w, minlength=n_groups).astype(np.int64)
-    mask_totals = np.zeros((n_groups, enc.n_categories), np.int64)
-    mask_totals[:, 1:] = totals
-    mask_totals[:, 0] = -totals.sum(axis=1) - group_totals
-    header = {"param_id": params.param_id, "key_id": enc.key_id, "n_groups": n_groups,
-              "n_categories": enc.n_categories}
-    return MaskedTable(blobs, mask_totals, header)
-
-
-def _mask_all(
-    ctx: PublicContext, acc: list[list[Any]], rng: SecureRandom
-) -> tuple[list[bytes], np.ndarray]:
-    suite, params = ctx.suite, ctx.params
-    product_scale = float(2 ** (params.encrypt_scale_bits + params.plain_scale_bits))
-    totals = np.zeros((len(acc), len(acc[0])), np.int64)
+    bits = np.asarray(status_bits)
+    if bits.ndim != 2 or bits.shape[1] != groups.n_rows or not np.isin(bits, (0, 1)).all():
+        raise CryptoError(f"product_sums: status bits must be 0/1 of shape (columns, "
+                          f"{groups.n_rows}), got {bits.shape}")
+    context, n_polys = groups.context, groups.layout.n_polys
+    primes, _ = data_modulus(context)
+    evaluator, degree = context.suite.evaluator, context.params.poly_modulus_degree
     blobs = []
-    for g, row in enumerate(acc):
-        for c, ct in enumerate(row):
-            if ct is None:  # no row of this group: an encryption of zero at the product scale
-                ct = seal.Ciphertext()
-                ctx.encryptor.encrypt_zero(suite.data_parms_id, ct)
-                ct.scale = product_scale
-            blob, mask = _mask(ctx, ct, rng)
-            totals[g, c] = int(mask.sum())
-            blobs.append(blob)
-    return blobs, totals
+    for column in bits.astype(np.int64):
+        sums: list[Any] = [None] * n_polys
+        for k in range(len(groups.ciphertexts[0])):
+            plain = _status_plaintext(context, primes, column[k * degree:(k + 1) * degree])
+            for p in range(n_polys):
+                product = seal.Ciphertext()
+                evaluator.multiply_plain(groups.ciphertexts[p][k], plain, product)
+                if sums[p] is None:
+                    sums[p] = product
+                else:
+                    evaluator.add_inplace(sums[p], product)
+        blobs += [_sealio.dump(ct) for ct in sums]
+    header = {"param_id": context.params.param_id, "key_id": context.key_id,
+              "n_columns": int(bits.shape[0]), "n_polys": n_polys,
+              "n_groups": groups.layout.n_groups}
+    return framing.pack(SUMS_KIND, header, blobs)
 
 
-def rowwise_scores(
-    enc: EncryptedColumns,
-    weights: np.ndarray,
-    frac_bits: int = 16,
-    rng: SecureRandom | None = None,
-) -> MaskedRows:
-    """Per row: sum_c weights[row, c] * indicator_c[row], in fixed point with `frac_bits`."""
-    ctx, cts = _require_context(enc, "rowwise_scores")
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (enc.n_rows, enc.n_categories) or not np.all(np.isfinite(weights)):
-        raise CryptoError(f"rowwise_scores: weights must be finite with shape "
-                          f"{(enc.n_rows, enc.n_categories)}, got {weights.shape}")
-    fixed = np.round(weights * 2.0**frac_bits).astype(np.int64)
-    if np.abs(fixed).max() >= 2 ** (ctx.params.mask_bits - 8):
-        raise CryptoError("rowwise_scores: weights too large for the mask range; lower frac_bits")
+def masked_counts(context: PublicContext, sums: bytes, constants: Sequence[Sequence[int]],
+                  rng: SecureRandom | None = None) -> bytes:
+    """Bank side, step 2: the reply. Every product sum is re-randomized and masked; its
+    constant coefficient also carries `constants[c][p]` (any sign, taken modulo Q) and
+    the flood."""
+    header, blobs = framing.unpack(sums, SUMS_KIND)
+    framing.expect(header, "param_id", context.params.param_id, SUMS_KIND)
+    framing.expect(header, "key_id", context.key_id, SUMS_KIND)
+    n_columns, n_polys = int(header["n_columns"]), int(header["n_polys"])
+    if len(constants) != n_columns or any(len(row) != n_polys for row in constants):
+        raise CryptoError(f"masked_counts: constants must be ({n_columns}, {n_polys})")
     rng = rng or SecureRandom()
-    suite, params = ctx.suite, ctx.params
-    slots, plain_scale = params.slot_count, float(2**params.plain_scale_bits)
-    offsets = np.empty(enc.n_rows, np.int64)
-    blobs, plain, zero = [], seal.Plaintext(), np.zeros(0)
-    # One reply per block of `slots` rows: block j is the real (j even) or imaginary (j odd)
-    # half of chunk j // 2; multiplying by -i * d moves the imaginary half's value to real.
-    for j, start in enumerate(range(0, enc.n_rows, slots)):
-        rows = fixed[start : start + slots]
-        acc = None
-        for c, category in enumerate(enc.categories):
-            # indicator_0 = 1 - sum of the others, so category c contributes w_c - w_0.
-            delta = rows[:, category] - rows[:, 0]
-            values = _packed(delta, zero, slots) if j % 2 == 0 else _packed(zero, -delta, slots)
-            suite.encoder.encode(values, suite.data_parms_id, plain_scale, plain)
-            product = seal.Ciphertext()
-            suite.evaluator.multiply_plain(cts[c][j // 2], plain, product)
-            if acc is None:
-                acc = product
-            else:
-                suite.evaluator.add_inplace(acc, product)
-        blob, mask = _mask(ctx, acc, rng)
-        blobs.append(blob)
-        offsets[start : start + len(rows)] = mask[: len(rows)] - rows[:, 0]
-    header = {"param_id": params.param_id, "key_id": enc.key_id, "n_rows": enc.n_rows}
-    return MaskedRows(blobs, offsets, frac_bits, header)
-
-
-def _decrypt_rounded(keys: CKKSKeyPair, blob: bytes, what: str) -> np.ndarray:
-    """Decrypt one masked ciphertext and round every slot to the nearest integer."""
-    ct = _sealio.load_into(seal.Ciphertext(), keys.suite.context, blob, what)
-    if ct.size() != 2:
-        raise CryptoError(f"{what}: unexpected ciphertext size {ct.size()}")
-    plain = seal.Plaintext()
-    try:
-        keys.decryptor.decrypt(ct, plain)
-        values = np.asarray(keys.suite.encoder.decode_complex(plain))
-    except Exception as exc:  # SEAL refuses inconsistent ciphertexts here
-        raise CryptoError(f"{what}: decryption failed ({exc})") from exc
-    limit = 2.0 ** (keys.params.mask_bits + 8)
-    if not np.all(np.isfinite(values)) or np.abs(values).max() > limit:
-        raise CryptoError(f"{what}: decrypts to values outside the mask range (wrong key?)")
-    return np.round(values.real).astype(np.int64)
-
-
-def _open_reply(keys: CKKSKeyPair, data: bytes, kind: str) -> tuple[dict[str, Any], list[bytes]]:
-    if not isinstance(keys, CKKSKeyPair):
-        raise CryptoError(f"{kind}: decryption needs the bank's CKKSKeyPair, got "
-                          f"{type(keys).__name__} (a public context cannot decrypt)")
-    header, blobs = framing.unpack(data, kind)
-    framing.expect(header, "param_id", keys.params.param_id, kind)
-    framing.expect(header, "key_id", keys.key_id, kind)
-    return header, blobs
-
-
-def decrypt_slot_sums(keys: CKKSKeyPair, data: bytes) -> np.ndarray:
-    """Bank side of `grouped_sums`: int64 (n_groups, n_categories) = counts + mask totals.
-
-    Column 0 (not encrypted) is minus the sum of the others; see the module docstring.
-    """
-    kind = "ckks-masked-table"
-    header, blobs = _open_reply(keys, data, kind)
-    n_groups, n_cat = int(header.get("n_groups", 0)), int(header.get("n_categories", 0))
-    if n_groups < 1 or n_cat < 2 or len(blobs) != n_groups * (n_cat - 1):
-        raise CryptoError(f"{kind}: {len(blobs)} ciphertexts do not fit {n_groups}x{n_cat - 1}")
-    out = np.zeros((n_groups, n_cat), np.int64)
+    primes, modulus = data_modulus(context)
+    out = []
     for i, blob in enumerate(blobs):
-        g, c = divmod(i, n_cat - 1)
-        out[g, c + 1] = _decrypt_rounded(keys, blob, f"{kind} cell ({g}, {c + 1})").sum()
-    out[:, 0] = -out[:, 1:].sum(axis=1)
+        acc = _sealio.load_into(seal.Ciphertext(), context.suite.context, blob, SUMS_KIND)
+        constant = int(constants[i // n_polys][i % n_polys]) % modulus
+        out.append(_mask(context, primes, acc, constant, rng))
+    return framing.pack(COUNTS_KIND, {**header}, out)
+
+
+def _mask(context: PublicContext, primes: list[int], acc: Any, constant: int,
+          rng: SecureRandom) -> bytes:
+    suite, params = context.suite, context.params
+    zero = seal.Ciphertext()
+    context.encryptor.encrypt_zero(suite.data_parms_id, zero)
+    zero.scale = acc.scale
+    suite.evaluator.add_inplace(acc, zero)
+    flood = rng.integer_below(1 << params.flood_bits)
+    residues = np.stack([rng.below(params.poly_modulus_degree, q) for q in primes])
+    residues[:, 0] = [(constant + flood) % q for q in primes]
+    mask = _sealraw.ntt_plaintext(suite, suite.data_parms_id, residues, acc.scale)
+    suite.evaluator.add_plain_inplace(acc, mask)
+    return _sealio.dump(acc)
+
+
+def constant_terms(keys: CKKSKeyPair, data: bytes, n_columns: int, n_polys: int
+                   ) -> list[list[int]]:
+    """PNS side: the constant coefficient, in [0, Q), of every ciphertext of a reply."""
+    header, blobs = framing.unpack(data, COUNTS_KIND)
+    framing.expect(header, "param_id", keys.params.param_id, COUNTS_KIND)
+    framing.expect(header, "key_id", keys.key_id, COUNTS_KIND)
+    framing.expect(header, "n_columns", n_columns, COUNTS_KIND)
+    framing.expect(header, "n_polys", n_polys, COUNTS_KIND)
+    if len(blobs) != n_columns * n_polys:
+        raise CryptoError(f"{COUNTS_KIND}: expected {n_columns * n_polys} ciphertexts, "
+                          f"found {len(blobs)}")
+    primes, _ = data_modulus(keys)
+    out: list[list[int]] = []
+    for c in range(n_columns):
+        row = []
+        for p in range(n_polys):
+            what = f"{COUNTS_KIND} ({c}, {p})"
+            ct = _sealio.load_into(seal.Ciphertext(), keys.suite.context,
+                                   blobs[c * n_polys + p], what)
+            if ct.parms_id() != keys.suite.data_parms_id or ct.size() != 2:
+                raise CryptoError(f"{what}: not a data-level CKKS ciphertext")
+            plain = seal.Plaintext()
+            keys.decryptor.decrypt(ct, plain)
+            row.append(_sealraw.constant_coefficient(plain, primes))
+        out.append(row)
     return out
 
 
-def decrypt_rows(keys: CKKSKeyPair, data: bytes) -> np.ndarray:
-    """Bank side of `rowwise_scores`: int64 (n_rows,) masked fixed-point scores."""
-    kind = "ckks-masked-rows"
-    header, blobs = _open_reply(keys, data, kind)
-    n_rows = int(header.get("n_rows", 0))
-    slots = keys.params.slot_count
-    if n_rows < 1 or len(blobs) != -(-n_rows // slots):
-        raise CryptoError(f"{kind}: {len(blobs)} ciphertexts do not cover {n_rows} rows")
-    parts = [_decrypt_rounded(keys, b, f"{kind} chunk {k}") for k, b in enumerate(blobs)]
-    return np.concatenate(parts)[:n_rows]
+def digit_constants(layout: DigitLayout, values: np.ndarray) -> list[int]:
+    """Integer values per group (e.g. DP noise) placed as the digits of each polynomial's
+    constant coefficient: 2^unit * sum_d 2^(w d) values[p * D + d]."""
+    values = np.asarray(values, dtype=np.int64)
+    if values.shape != (layout.n_groups,):
+        raise CryptoError(f"digit_constants: expected {layout.n_groups} values")
+    return [sum(int(v) * w for v, w in zip(
+        values[p * layout.per_poly:(p + 1) * layout.per_poly], layout.digit_values(p),
+        strict=True)) for p in range(layout.n_polys)]
+
+
+def decode_counts(layout: DigitLayout, totals: Sequence[Sequence[int]], modulus: int
+                  ) -> np.ndarray:
+    """(n_columns, n_groups) integer counts from constant coefficients summed modulo Q:
+    centre, round away the floods (below a quarter unit in total), split signed digits."""
+    params = layout.params
+    unit, width, half = params.unit_bits, params.digit_bits, 1 << (params.digit_bits - 1)
+    out = np.zeros((len(totals), layout.n_groups), dtype=np.int64)
+    for c, row in enumerate(totals):
+        for p, total in enumerate(row):
+            centred = total % modulus
+            centred -= modulus if centred > modulus // 2 else 0
+            value = (centred + (1 << (unit - 1))) >> unit
+            for d in range(len(layout.digit_values(p))):
+                digit = ((value + half) % (1 << width)) - half
+                out[c, p * layout.per_poly + d] = digit
+                value = (value - digit) >> width
+    return out

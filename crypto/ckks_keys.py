@@ -1,14 +1,15 @@
 """CKKS parameters, key pairs and public contexts (TenSEAL's SEAL bindings).
 
-The bank owns the key pair; only the public context (parameters + public key, no
-relinearization or Galois keys) leaves it. The PNS can encrypt zeros and evaluate
-ciphertext-plaintext products with it, and cannot decrypt.
+The PNS owns the key pair, fresh for every training stage; only the public context
+(parameters + public key, no relinearization or Galois keys) leaves it. A bank can
+evaluate ciphertext-plaintext products and encrypt zeros with it, and cannot decrypt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,43 +21,58 @@ from crypto import _sealio, framing
 from federation.errors import CryptoError
 from federation.transcript import PayloadClass
 
-# Largest slot magnitude that float64 decoding still resolves to well under 0.5: measured
-# worst slot error at 2^44 is about 2^-7 (bench/bench_crypto.py, docs/security.md).
-MAX_MASK_BITS = 46
 _SUPPORTED_DEGREES = (8192, 16384, 32768)
+# Largest coefficient of SEAL's encryption noise (centred binomial / clipped normal with
+# sigma 3.2; SEAL never samples beyond 6 sigma).
+ENCRYPTION_NOISE_MAX = 21
+# Statistical distance the flood must reach per returned ciphertext: 2^-STAT_BITS.
+STAT_BITS = 40
 
 
 @dataclass(frozen=True)
 class CKKSParams:
-    """CKKS parameter set; the defaults meet 128-bit security (HE standard, ternary secret).
+    """CKKS parameter set of the joint counts; the defaults meet 128-bit security (HE
+    standard, ternary secret).
 
-    poly_modulus_degree N gives N/2 slots. The last coefficient prime is SEAL's special
-    prime; the others form the data level. No rescaling ever happens, so a product of a
-    ciphertext (scale 2^encrypt_scale_bits) and a plaintext (scale 2^plain_scale_bits)
-    lives at scale 2^(encrypt+plain), and slot masks are integers below 2^mask_bits.
-    flood_bits: log2 of the constant that multiplies a fresh encryption of zero added to
-    every result, which floods the decryption noise that the key owner could analyse.
-    Results are rescaled by the last data prime after masking (smaller replies).
+    poly_modulus_degree N: rows per chunk (one polynomial coefficient per row). The last
+    coefficient prime is SEAL's special prime; the others form the data level, modulus Q.
+    unit_bits: one count is 2^unit_bits in the constant coefficient of a reply.
+    flood_bits: the bank adds a flood uniform on [0, 2^flood_bits) to that coefficient;
+      it must exceed the largest data-dependent noise there by 2^STAT_BITS.
+    digit_bits: group counts are packed as signed digits of this width, as many per
+      polynomial as fit above the unit.
+    max_chunks: the most chunks (of N rows) one request may hold; the flood bound is proven
+      up to there, and banks refuse more.
+    max_parties: the most banks whose floods may add up in one sum while staying below a
+      quarter of a unit (so the sum still rounds to the right count).
     """
 
     poly_modulus_degree: int = 8192
     coeff_mod_bit_sizes: tuple[int, ...] = (60, 60, 60, 38)
-    encrypt_scale_bits: int = 60
-    plain_scale_bits: int = 56
-    mask_bits: int = 44
-    flood_bits: int = 96
+    unit_bits: int = 79
+    flood_bits: int = 70
+    digit_bits: int = 25
+    max_chunks: int = 1024
+    max_parties: int = 128
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
         self.validate()
 
     @property
-    def slot_count(self) -> int:
-        return self.poly_modulus_degree // 2
-
-    @property
     def data_bits(self) -> int:
         return sum(self.coeff_mod_bit_sizes[:-1])
+
+    @property
+    def digits_per_poly(self) -> int:
+        """Group counts packed into one polynomial (one sign bit of headroom)."""
+        return (self.data_bits - 1 - self.unit_bits) // self.digit_bits
+
+    @property
+    def noise_bound_bits(self) -> float:
+        """log2 of the largest data-dependent noise in a reply's constant coefficient:
+        every chunk adds at most ENCRYPTION_NOISE_MAX * N (noise times 0/1 status bits)."""
+        return math.log2(ENCRYPTION_NOISE_MAX * self.poly_modulus_degree * self.max_chunks)
 
     @property
     def param_id(self) -> str:
@@ -76,7 +92,7 @@ class CKKSParams:
             raise CryptoError(f"CKKS parameters: unreadable parameter set ({exc})") from exc
 
     def validate(self) -> None:
-        """Refuse sets below 128-bit security or whose masks would overflow precision."""
+        """Refuse sets below 128-bit security, or whose flood, unit and digits do not fit."""
         n = self.poly_modulus_degree
         if n not in _SUPPORTED_DEGREES:
             raise CryptoError(
@@ -89,23 +105,20 @@ class CKKSParams:
                 f"CKKS parameters: coefficient modulus of {total} bits for N={n} exceeds the "
                 f"128-bit bound of {bound} bits (HE standard, ternary secret)"
             )
-        if not 1 <= self.mask_bits <= MAX_MASK_BITS:
-            raise CryptoError(f"CKKS parameters: mask_bits must be in [1, {MAX_MASK_BITS}]")
-        # The flood (about 2^(flood_bits + 4) per coefficient) must stay 2^20 below the
-        # product scale so that it moves no slot by more than about 2^-9 (one sigma).
-        if not 0 <= self.flood_bits <= self.encrypt_scale_bits + self.plain_scale_bits - 20:
+        if self.max_chunks < 1 or self.max_parties < 1 or self.digit_bits < 2:
+            raise CryptoError("CKKS parameters: max_chunks, max_parties >= 1, digit_bits >= 2")
+        if self.flood_bits < self.noise_bound_bits + STAT_BITS:
             raise CryptoError(
-                "CKKS parameters: flood_bits must be in [0, encrypt + plain scale bits - 20]"
+                f"CKKS parameters: a flood of 2^{self.flood_bits} does not drown noise up to "
+                f"2^{self.noise_bound_bits:.1f} by 2^{STAT_BITS} (lower max_chunks)"
             )
-        # Replies are rescaled by the last data prime once masked; keep 2^16 of scale after it.
-        if self.encrypt_scale_bits + self.plain_scale_bits - self.coeff_mod_bit_sizes[-2] < 16:
-            raise CryptoError("CKKS parameters: product scale too small to rescale replies")
-        # Headroom: sign bit, up to 2^16 accumulated chunks times weights, rounding margin.
-        needed = self.encrypt_scale_bits + self.plain_scale_bits + self.mask_bits + 20
-        if needed > self.data_bits:
+        if self.unit_bits < self.flood_bits + math.ceil(math.log2(self.max_parties)) + 2:
+            raise CryptoError("CKKS parameters: the floods of max_parties replies must stay "
+                              "below a quarter of a unit (raise unit_bits)")
+        if self.digits_per_poly < 1:
             raise CryptoError(
-                f"CKKS parameters: scales and mask need {needed} bits, data level has "
-                f"{self.data_bits}"
+                f"CKKS parameters: no {self.digit_bits}-bit digit fits above a 2^"
+                f"{self.unit_bits} unit in a {self.data_bits}-bit data level"
             )
 
 
@@ -144,7 +157,7 @@ def _key_id(public_key_bytes: bytes) -> str:
 
 
 class PublicContext:
-    """Parameters + public key of one bank: encrypts zeros, evaluates, never decrypts."""
+    """Parameters + public key of the key owner: encrypts zeros, evaluates, never decrypts."""
 
     payload_class = PayloadClass.PUBLIC
 
@@ -173,7 +186,7 @@ class PublicContext:
 
 
 class CKKSKeyPair:
-    """A bank's CKKS secret key and public key; `save`/`load` keep it in the bank's directory."""
+    """The PNS's CKKS secret key and public key; `save`/`load` keep it in its own directory."""
 
     def __init__(self, suite: _Suite, secret_key: Any, public_key_bytes: bytes) -> None:
         """Use `generate()` or `load()`; this wires already-validated SEAL objects."""

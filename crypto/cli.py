@@ -37,13 +37,15 @@ def _params(args: argparse.Namespace) -> int:
     result = {
         **params.to_dict(),
         "param_id": params.param_id,
-        "slot_count": params.slot_count,
+        "digits_per_polynomial": params.digits_per_poly,
+        "flood_over_noise_bits": round(params.flood_bits - params.noise_bound_bits, 2),
         "coeff_modulus_bits": sum(params.coeff_mod_bit_sizes),
         "max_bits_128_bit_ternary": bound,
         "security": "128-bit classical, HE standard ternary-secret table",
     }
     human = (f"CKKS N={params.poly_modulus_degree}, modulus {result['coeff_modulus_bits']} bits "
-             f"(<= {bound} for 128-bit security), masks < 2^{params.mask_bits}, "
+             f"(<= {bound} for 128-bit security), count unit 2^{params.unit_bits}, flood "
+             f"2^{params.flood_bits} over noise <= 2^{params.noise_bound_bits:.1f}, "
              f"param_id {params.param_id}")
     emit(result, args.json, human)
     return 0

@@ -46,6 +46,28 @@ class SecureRandom:
             raise ValueError(f"k must be in [1, 64], got {k}")
         return self.uint64(n) >> np.uint64(64 - k)
 
+    def below(self, n: int, modulus: int) -> np.ndarray:
+        """`n` integers uniform on [0, modulus), 2 <= modulus <= 2^64, as uint64; rejection
+        sampling, so exactly uniform."""
+        if not 2 <= modulus <= 2**64:
+            raise ValueError(f"modulus must be in [2, 2^64], got {modulus}")
+        limit = (2**64 // modulus) * modulus  # the largest multiple of modulus <= 2^64
+        out = np.empty(0, dtype=np.uint64)
+        while out.size < n:
+            draw = self.uint64(n - out.size + 8)
+            if limit < 2**64:
+                draw = draw[draw < np.uint64(limit)]
+            out = np.concatenate([out, draw])
+        return out[:n] % np.uint64(modulus) if modulus < 2**64 else out[:n]
+
+    def integer_below(self, modulus: int) -> int:
+        """One integer uniform on [0, modulus) for any modulus >= 1 (a Python int), to
+        within statistical distance 2^-128 (reduction of 128 extra random bits)."""
+        if modulus < 1:
+            raise ValueError(f"modulus must be >= 1, got {modulus}")
+        draw = self.random_bytes((modulus.bit_length() + 128 + 7) // 8)
+        return int.from_bytes(draw, "little") % modulus
+
     def uniform(self, n: int) -> np.ndarray:
         """`n` floats uniform on the open interval (0, 1), 53 random bits each."""
         return ((self.uint64(n) >> np.uint64(11)).astype(np.float64) + 0.5) / _TWO53

@@ -9,7 +9,9 @@ also be recorded with `crypto.accountant.PrivacyAccountant`.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -95,6 +97,34 @@ def categorical_randomized_response(
     # A uniform draw among the other k - 1 categories: shift by 1 .. k - 1 modulo k.
     shift = 1 + np.minimum((rng.uniform(values.size) * (n_categories - 1)).astype(np.int64),
                            n_categories - 2).reshape(values.shape)
+    return np.where(flip, (values + shift) % n_categories, values).astype(values.dtype)
+
+
+def keyed_randomized_response(
+    values: np.ndarray, draw_keys: Sequence[bytes], n_categories: int, epsilon: float,
+    prf_key: bytes,
+) -> np.ndarray:
+    """k-ary randomized response whose randomness for each value is a PRF of its key.
+
+    The same (prf_key, draw key) always gives the same answer, so a party that keys each
+    draw by what was asked (and the true value) answers a repeated question identically,
+    however often it is asked: the privacy loss does not grow with repetitions. The PRF is
+    keyed BLAKE2b under a 256-bit secret; its 128-bit output gives two 53-bit uniforms
+    (keep or not; which other category).
+    """
+    _positive(epsilon, "epsilon")
+    values = np.asarray(values)
+    if len(draw_keys) != values.size or len(prf_key) != 32:
+        raise Pv4fadError("randomized_response: one draw key per value and a 32-byte PRF key")
+    if n_categories < 2 or values.size and (values.min() < 0 or values.max() >= n_categories):
+        raise Pv4fadError(f"randomized_response: values must lie in [0, {n_categories})")
+    words = np.frombuffer(b"".join(
+        hashlib.blake2b(bytes(k), key=prf_key, digest_size=16, person=b"pv4fad-rr").digest()
+        for k in draw_keys), dtype=np.uint64).reshape(-1, 2)
+    uniforms = ((words >> np.uint64(11)).astype(np.float64) + 0.5) / float(2**53)
+    flip = uniforms[:, 0] >= rr_keep_probability(epsilon, n_categories)
+    shift = 1 + np.minimum((uniforms[:, 1] * (n_categories - 1)).astype(np.int64),
+                           n_categories - 2)
     return np.where(flip, (values + shift) % n_categories, values).astype(values.dtype)
 
 

@@ -19,10 +19,11 @@ from crypto.channel import E2EIdentity
 DIGEST_BYTES = 16  # 128-bit tags: collisions among ~1e7 values have probability < 1e-24
 
 
-def linkage_key(identity: E2EIdentity, peer_public: bytes, pns_id: str, bank_id: str,
-                run_id: str) -> bytes:
-    """The pairwise hashing key of one PNS-bank pair for one training or test stage."""
-    info = f"pv4fad linkage v1|{pns_id}|{bank_id}|{run_id}".encode()
+def linkage_key(identity: E2EIdentity, peer_public: bytes, pns_id: str, bank_id: str) -> bytes:
+    """The pairwise hashing key of one PNS-bank pair. It is the same in every run (the
+    pair's pinned keys do not change), so a bank recognises a question asked before and
+    gives the same answer; the price is that it sees which queries repeat across runs."""
+    info = f"pv4fad linkage v2|{pns_id}|{bank_id}".encode()
     return identity.shared_key(peer_public, info)
 
 

@@ -165,6 +165,24 @@ done
 flwr_op ls --format json >/dev/null 2>&1 || { say "SuperLink did not come up on $link"; exit 1; }
 say "SuperLink up on $link ($([[ $insecure == 1 ]] && echo insecure || echo TLS + SuperNode auth))"
 
+# -- identities and policies: what each party does on its own machine before joining --------
+# Each party makes its X25519 identity and pins every peer's public key in its own policy
+# (here the out-of-band exchange is this loop); the coordinator never relays keys.
+declare -A public_key
+for pid in "${party_ids[@]}"; do
+    mkdir -p "$out/run/parties/$pid"
+    public_key[$pid]=$("$venv/bin/pv4fad" party init --out "$out/run/parties/$pid" --json \
+        | "$py" -c 'import json, sys; print(json.load(sys.stdin)["public_key"])')
+done
+for pid in "${party_ids[@]}"; do
+    pins=()
+    for peer in "${party_ids[@]}"; do
+        [[ $peer == "$pid" ]] || pins+=(--pin "$peer=${public_key[$peer]}")
+    done
+    "$venv/bin/pv4fad" party policy --out "$out/run/parties/$pid/policy.json" "${pins[@]}" \
+        >/dev/null
+done
+
 # -- SuperNodes: one per party, each dialling out to the SuperLink only --------------------
 for i in "${!party_ids[@]}"; do
     pid=${party_ids[$i]}
@@ -179,7 +197,7 @@ for i in "${!party_ids[@]}"; do
     fi
     mkdir -p "$out/parties/$pid/flwr" "$out/run/parties/$pid"
     config="role=\"$role\" party-id=\"$pid\" data-root=\"$data\" scenario=\"$scenario\""
-    config+=" state-dir=\"$out/run/parties/$pid\""
+    config+=" state-dir=\"$out/run/parties/$pid\" policy=\"$out/run/parties/$pid/policy.json\""
     start "supernode-$pid" env FLWR_HOME="$out/parties/$pid/flwr" flower-supernode \
         "${node_tls[@]}" "${auth[@]}" --superlink "$link" --host 127.0.0.1 \
         --port "${ports[$((i + 1))]}" --max-wait-time 60 --node-config "$config"

@@ -11,7 +11,12 @@ from typing import Any
 
 from federation.errors import Pv4fadError
 from federation.messages import COORDINATOR, PNS_ID
-from federation.transcript import PayloadClass, TranscriptEntry, read_ledger
+from federation.transcript import (
+    MESSAGE_DIRECTIONS,
+    PayloadClass,
+    TranscriptEntry,
+    read_ledger,
+)
 
 # What the PNS may receive from a bank: nothing it can read row by row.
 PNS_MAY_RECEIVE = {PayloadClass.CIPHERTEXT, PayloadClass.SECRET_SHARE, PayloadClass.DP_NOISED,
@@ -28,15 +33,16 @@ def privacy_checks(entries: Iterable[TranscriptEntry]) -> dict[str, list[str]]:
         "coordinator_receives_nothing_it_can_read": [],
     }
     for e in entries:
-        if e.direction not in ("sent", "received") or e.sender == e.receiver:
+        if e.direction not in MESSAGE_DIRECTIONS or e.sender == e.receiver:
             continue
         where = f"{e.message_type} {e.sender}->{e.receiver} (recorded by {e.recorder})"
         classes = {PayloadClass(c) for c in e.fields.values()}
         bad = sorted(f for f, c in e.fields.items() if c == PayloadClass.PLAINTEXT)
         if bad:
             checks["no_plaintext_crosses_a_boundary"].append(f"{where}: {', '.join(bad)}")
-        if (e.recorder == PNS_ID and e.direction == "received"
-                and e.sender not in (PNS_ID, COORDINATOR) and not classes <= PNS_MAY_RECEIVE):
+        from_bank = (e.direction == "received" and e.sender not in (PNS_ID, COORDINATOR)) or (
+            e.direction == "exchanged" and e.receiver not in (PNS_ID, COORDINATOR))
+        if e.recorder == PNS_ID and from_bank and not classes <= PNS_MAY_RECEIVE:
             checks["pns_receives_only_protected_bank_values"].append(
                 f"{where}: {sorted(c.value for c in classes - PNS_MAY_RECEIVE)}")
         if (e.recorder == COORDINATOR and e.direction == "received"
@@ -47,10 +53,12 @@ def privacy_checks(entries: Iterable[TranscriptEntry]) -> dict[str, list[str]]:
 
 
 def traffic(entries: Iterable[TranscriptEntry]) -> dict[str, dict[str, int]]:
-    """Bytes each party sent and received, by its own records."""
-    out: dict[str, dict[str, int]] = defaultdict(lambda: {"sent": 0, "received": 0})
+    """Bytes each party sent and received through the coordinator, and exchanged directly
+    with another party (two-party computation, both ways), by its own records."""
+    out: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"sent": 0, "received": 0, "exchanged": 0})
     for e in entries:
-        if e.direction in ("sent", "received") and e.recorder != COORDINATOR:
+        if e.direction in MESSAGE_DIRECTIONS and e.recorder != COORDINATOR:
             out[e.recorder][e.direction] += e.nbytes
     return dict(out)
 

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "federation.data.cli",
     "crypto.cli",
     "server.sisa_cli",
+    "federation.party_cli",
     "federation.simulate",
     "federation.audit",
     "llm_modules.cli",

@@ -1,12 +1,18 @@
-"""Run configuration of the PV4FAD protocol: read once, sent to every party as public data."""
+"""Run configuration of the PV4FAD protocol: read once, sent to every party as public data.
+
+To a bank it is a request: the bank serves it only within its own privacy policy
+(federation/policy.py) and computes its noise itself from the requested budget."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from federation.errors import Pv4fadError
 from federation.features import REPORTED_STATUSES
+
+INFERENCE_MODES = ("scores", "labels")
 
 
 @dataclass(frozen=True)
@@ -14,8 +20,12 @@ class ProtocolConfig:
     """Public parameters every party sees.
 
     epsilon/delta: training budget for the bank-derived joint counts (per bank account).
-    inference_epsilon: output privacy: k-ary randomized response on each queried identity's
-      status at test time (None: exact scores, which the audit flags).
+    inference_epsilon: randomized response on every status a bank reports, drawn once per
+      question (account and details) and kept, so asking again reveals nothing new (None:
+      exact statuses, which the audit flags). Banks must run it at exactly this epsilon.
+    inference_mode: "scores": the PNS receives the randomized statuses and scores every
+      row; "labels": it receives only whether each row is flagged (score above
+      label_threshold), computed by a two-party CrypTen comparison.
     cell_depth: depth of the PNS's tree that splits its rows into the cells of the
       status-aware table (at most 2^depth cells; 0: one cell). Few, large cells keep the DP
       noise small.
@@ -36,6 +46,8 @@ class ProtocolConfig:
     plaintext: bool = False
     seed: int = 0
     timeout_s: float = 900.0
+    inference_mode: str = "scores"
+    label_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.epsilon > 0:
@@ -47,6 +59,11 @@ class ProtocolConfig:
         if not 0 <= self.cell_depth <= 3 or self.max_rows_per_account < 1:
             raise Pv4fadError(f"--cell-depth must be in 0..3 and --max-rows-per-account >= 1, "
                               f"got {self.cell_depth} and {self.max_rows_per_account}")
+        if self.inference_mode not in INFERENCE_MODES:
+            raise Pv4fadError(f"--inference-mode must be one of {INFERENCE_MODES}, got "
+                              f"{self.inference_mode!r}")
+        if not 0 < self.label_threshold < 1:
+            raise Pv4fadError(f"--label-threshold must be in (0, 1), got {self.label_threshold}")
         if self.status_detail not in REPORTED_STATUSES:
             raise Pv4fadError(f"--status-detail must be one of {sorted(REPORTED_STATUSES)}, "
                               f"got {self.status_detail!r}")
@@ -73,3 +90,32 @@ class ProtocolConfig:
         if values.get("inference_epsilon", None) is not None and values["inference_epsilon"] < 0:
             values["inference_epsilon"] = None
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainingNoise:
+    """The Skellam noise on the joint counts: total variance (summed over the banks'
+    shares) and the L2 / L1 sensitivity it is calibrated for."""
+
+    variance: float
+    l2: float
+    l1: float
+
+
+def training_noise(config: ProtocolConfig) -> TrainingNoise:
+    """Noise of the training release, derived from the public configuration alone.
+
+    Unit of privacy: one bank account record, added or removed. The PNS counts at most
+    `max_rows_per_account` rows (c) per beneficiary account. With the coarse status only
+    "not ok" counts are released ("ok" is the PNS's own row count minus them): adding or
+    removing a record flips at most the c rows of its exact details between ok and not
+    ok (other details of that account stay not ok: missing becomes mismatch), so L2 = L1 =
+    c. With the full status each of those rows moves between two released counts: L2 =
+    c sqrt(2), L1 = 2c. (Replacing one record by another is two such steps.)
+    """
+    from crypto.accountant import calibrate_skellam_variance
+
+    c = config.max_rows_per_account
+    l2, l1 = (float(c), float(c)) if config.n_statuses == 2 else (c * math.sqrt(2.0), 2.0 * c)
+    variance = calibrate_skellam_variance(config.epsilon, config.delta, l2, l1_sensitivity=l1)
+    return TrainingNoise(variance, l2, l1)

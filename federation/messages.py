@@ -21,17 +21,18 @@ from federation.data.schema import PNS_CLIENT_ID as PNS_ID  # noqa: F401  (re-ex
 
 COORDINATOR = "coordinator"
 
-# Phase names, in protocol order (docs/protocol.md describes each).
+# Phase names, in protocol order (docs/protocol.md describes each). Training: setup,
+# linkage, noise (banks; retried with fewer banks if one fails), aggregate. Inference:
+# setup, linkage, then status (banks) and finish, or in label mode label (PNS and one bank
+# at a time) and finish.
 SETUP = "setup"
 LINKAGE = "linkage"
-STATUS = "status"
-JOINT_COUNTS = "joint_counts"
 NOISE = "noise"
 AGGREGATE = "aggregate"
-SCORE = "score"
-RELEASE = "release"
+STATUS = "status"
+LABEL = "label"
 FINISH = "finish"
-PHASES = (SETUP, LINKAGE, STATUS, JOINT_COUNTS, NOISE, AGGREGATE, SCORE, RELEASE, FINISH)
+PHASES = (SETUP, LINKAGE, NOISE, AGGREGATE, STATUS, LABEL, FINISH)
 
 
 @dataclass

@@ -12,15 +12,16 @@ import json
 import resource
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from federation.audit import privacy_checks, traffic
-from federation.config import ProtocolConfig
+from federation.config import INFERENCE_MODES, ProtocolConfig
 from federation.errors import Pv4fadError
 from federation.features import REPORTED_STATUSES
 from federation.messages import PNS_ID
+from federation.policy import PrivacyPolicy
 from federation.transcript import merge_ledgers
 
 STAGES = ("train", "test")
@@ -34,6 +35,7 @@ def simulate(
     config: ProtocolConfig | None = None,
     stages: tuple[str, ...] = STAGES,
     faults: dict[str, str] | None = None,
+    bank_policy: PrivacyPolicy | None = None,
     verbose: bool = False,
 ) -> dict[str, Any]:
     """Run the given stages; returns the summary (also written to RUN_DIR/summary.json)."""
@@ -46,10 +48,11 @@ def simulate(
     run_dir = Path(run_dir)
     data_root, scenario, config = _resolve_run(run_dir, data_root, scenario, config, stages)
     parties = _parties(data_root, scenario)
+    policies = prepare_parties(run_dir / "parties", parties, config, bank_policy)
     layout = {
         i: NodeSettings(role="pns" if pid == PNS_ID else "bank", party_id=pid,
                         data_root=str(data_root), scenario=scenario,
-                        state_dir=str(run_dir / "parties" / pid),
+                        state_dir=str(run_dir / "parties" / pid), policy=str(policies[pid]),
                         fail_at=(faults or {}).get(pid, "")).to_node_config()
         for i, pid in enumerate(parties)
     }
@@ -101,6 +104,35 @@ def _resolve_run(run_dir: Path, data_root: Path | None, scenario: str | None,
     return data_root, scenario, config
 
 
+def prepare_parties(parties_dir: Path, parties: list[str], config: ProtocolConfig,
+                    bank_policy: PrivacyPolicy | None = None) -> dict[str, Path]:
+    """What each party does before a deployment, done here for all of them: an X25519
+    identity of its own (kept if it exists), and a policy that pins every other party's
+    public key (the out-of-band exchange). A simulation's operator is every party, so the
+    banks' limits allow what it asks for unless `bank_policy` sets them."""
+    from crypto.channel import IDENTITY_FILE, E2EIdentity
+
+    publics = {}
+    for pid in parties:
+        path = parties_dir / pid / IDENTITY_FILE
+        if not path.exists():
+            E2EIdentity.generate().save(path)
+        publics[pid] = E2EIdentity.load(path).public_bytes().hex()
+    limits = bank_policy or PrivacyPolicy(
+        allow_plaintext=config.plaintext, max_training_epsilon=config.epsilon,
+        max_training_delta=config.delta, status_epsilon=config.inference_epsilon,
+        max_rows_per_account=config.max_rows_per_account,
+        lifetime_training_epsilon=max(PrivacyPolicy.lifetime_training_epsilon,
+                                      5 * config.epsilon))
+    out = {}
+    for pid in parties:
+        pins = {p: key for p, key in publics.items() if p != pid}
+        own = limits if pid != PNS_ID else PrivacyPolicy(allow_plaintext=config.plaintext)
+        out[pid] = parties_dir / pid / "policy.json"
+        replace(own, pinned_keys=pins).save(out[pid])
+    return out
+
+
 def _parties(data_root: Path, scenario: str) -> list[str]:
     from federation.data.loader import partitions
 
@@ -139,12 +171,20 @@ def _summarise(run_dir: Path, scenario: str, data_root: Path, config: ProtocolCo
                         and not k.endswith((".pid", ".peak_rss_mib"))},
         }
         if report.stage == "test":
-            summary["inference_epsilon_per_account"] = max(
-                (v for party in report.public.values() for k, v in party.items()
-                 if k == "status.epsilon_per_account_max"), default=None)
+            summary["inference_epsilon_per_account"] = _bank_max(
+                report, "epsilon_per_account_max")
+            summary["questions_per_account_max"] = _bank_max(
+                report, "questions_per_account_max")
     summary.update(_headline(summary))
+    summary["privacy"] = _privacy(summary, config)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     return summary
+
+
+def _bank_max(report: Any, key: str) -> float | None:
+    """The largest value banks reported under `key` in an inference phase."""
+    return max((v for party in report.public.values() for k, v in party.items()
+                if k in (f"status.{key}", f"label.{key}")), default=None)
 
 
 def _headline(summary: dict[str, Any]) -> dict[str, Any]:
@@ -152,9 +192,45 @@ def _headline(summary: dict[str, Any]) -> dict[str, Any]:
     test = summary["stages"].get("test", {}).get("results", {})
     return {
         "auprc": test.get("auprc"), "auprc_pns_only": test.get("auprc_pns_only"),
+        "precision": test.get("precision"), "recall": test.get("recall"),
         "training_epsilon": train.get("training_epsilon"),
         "training_delta": train.get("training_delta"),
     }
+
+
+def _privacy(summary: dict[str, Any], config: ProtocolConfig) -> dict[str, Any]:
+    """What one bank account can lose, per stage and composed.
+
+    Training (the noisy joint counts) and inference (the reported statuses, or the flags
+    computed from them) are composed by the accountant for the most-asked account. Both
+    derive from the bank's randomized-response answers, drawn once per question, so
+    whatever a PNS or coordinator that deviates does, an account cannot lose more than
+    status epsilon times its number of distinct questions (`bound_against_any_deviation`).
+    """
+    from crypto.accountant import PrivacyAccountant, Release
+    from federation.config import training_noise
+
+    questions = summary.get("questions_per_account_max")
+    out: dict[str, Any] = {"training_epsilon": summary.get("training_epsilon"),
+                           "status_epsilon_per_question": config.inference_epsilon,
+                           "questions_per_account_max": questions}
+    if config.inference_epsilon is None or not questions:
+        return out
+    noise = training_noise(config)
+    accountant = PrivacyAccountant()
+    if summary.get("training_epsilon") is not None:
+        accountant.record(Release(
+            mechanism="skellam", sensitivity=noise.l2, l1_sensitivity=noise.l1,
+            noise_scale=noise.variance, releasing_party="banks", released="joint counts"))
+    accountant.record(Release(
+        mechanism="randomized_response", sensitivity=1.0, noise_scale=config.inference_epsilon,
+        releasing_party="banks", released="status answers", count=int(questions),
+        buckets=config.n_statuses))
+    out["per_account_epsilon_composed"] = accountant.epsilon(config.delta)
+    out["bound_against_any_deviation"] = int(questions) * config.inference_epsilon
+    out["per_account_epsilon"] = min(out["per_account_epsilon_composed"],
+                                     out["bound_against_any_deviation"])
+    return out
 
 
 def _peak_memory(reports: list[Any]) -> dict[str, float]:
@@ -189,6 +265,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="what a bank reports per row: ok / not ok, or the five statuses")
     p.add_argument("--max-rows-per-account", type=int,
                    default=ProtocolConfig.max_rows_per_account)
+    p.add_argument("--inference-mode", choices=INFERENCE_MODES,
+                   default=ProtocolConfig.inference_mode,
+                   help="scores: the PNS gets each row's randomized status and scores it; "
+                        "labels: it gets only a flag per row (two-party CrypTen comparison)")
+    p.add_argument("--label-threshold", type=float, default=ProtocolConfig.label_threshold,
+                   help="label mode: flag a row when its anomaly probability exceeds this")
     p.add_argument("--plaintext", action="store_true",
                    help="switch the cryptography off (only to measure its cost)")
     p.add_argument("--timeout", type=float, default=ProtocolConfig.timeout_s,
@@ -215,7 +297,13 @@ def _cmd(args: argparse.Namespace) -> int:
             epsilon=args.epsilon, delta=args.delta, inference_epsilon=args.inference_epsilon,
             cell_depth=args.cell_depth, status_detail=args.status_detail,
             max_rows_per_account=args.max_rows_per_account,
-            plaintext=args.plaintext, seed=args.seed, timeout_s=args.timeout)
+            plaintext=args.plaintext, seed=args.seed, timeout_s=args.timeout,
+            inference_mode=args.inference_mode, label_threshold=args.label_threshold)
+    elif (args.out / "run.json").exists():
+        # Scoring again: how the PNS receives the banks' statuses is an inference choice.
+        saved = ProtocolConfig(**json.loads((args.out / "run.json").read_text())["config"])
+        config = replace(saved, inference_mode=args.inference_mode,
+                         label_threshold=args.label_threshold)
     faults = dict(f.split(":", 1) for f in args.fail)
     summary = simulate(args.out, data_root=args.data, scenario=args.scenario, config=config,
                        stages=stages, faults=faults, verbose=args.verbose)
@@ -228,19 +316,25 @@ def _human(summary: dict[str, Any], run_dir: Path) -> str:
     if summary.get("auprc") is not None:
         lines.append(f"AUPRC {summary['auprc']:.4f} (PNS-only forest "
                      f"{summary['auprc_pns_only']:.4f})")
+    if summary.get("precision") is not None:
+        lines.append(f"flags: precision {summary['precision']:.3f}, recall "
+                     f"{summary['recall']:.3f} (label mode: the PNS received flags only)")
     if summary.get("training_epsilon") is not None:
         lines.append(f"training privacy: epsilon {summary['training_epsilon']:.3f} at delta "
                      f"{summary['training_delta']:g}")
     for stage, info in summary["stages"].items():
         for party, reason in info["failed_parties"].items():
             lines.append(f"{stage}: party {party} failed ({reason}); degraded mode")
-    if summary.get("inference_epsilon_per_account") is not None:
+    privacy = summary.get("privacy", {})
+    if privacy.get("per_account_epsilon_composed") is not None:
+        asked = privacy["questions_per_account_max"]
         lines.append(f"inference privacy: randomized response at epsilon "
-                     f"{summary['config']['inference_epsilon']:g} per beneficiary identity; "
-                     f"most-queried account epsilon "
-                     f"{summary['inference_epsilon_per_account']:.2f}")
+                     f"{summary['config']['inference_epsilon']:g} per question, each answer "
+                     f"kept for life; the most-asked account ({asked} questions) loses at "
+                     f"most epsilon {privacy['per_account_epsilon']:.2f}, training included, "
+                     "whatever a party does")
     elif "test" in summary["stages"]:
-        lines.append("inference privacy: off (exact scores released to the PNS)")
+        lines.append("inference privacy: off (exact statuses released to the PNS)")
     failed = [k for k, v in summary["privacy_checks"].items() if v]
     lines.append("privacy checks: " + ("all pass" if not failed else "FAIL " + ", ".join(failed)))
     lines.append(f"outputs in {run_dir}: predictions.csv, summary.json, ledger.jsonl")

@@ -129,12 +129,11 @@ class StatusTable:
     counts: np.ndarray
     class_rates: np.ndarray
 
-    def table(self, reported_epsilon: float | None = None) -> np.ndarray:
-        """P[cell, class, status], the status distribution of each class in each cell. With
-        `reported_epsilon`, the status is the one k-ary randomized response reports."""
+    def table(self) -> np.ndarray:
+        """P[cell, class, status], the distribution of the status as the banks report it
+        (their randomized response at training is the one they answer with at inference,
+        drawn once per question, so no correction is needed)."""
         counts = self.counts
-        if reported_epsilon is not None:
-            counts = counts @ randomized_response_matrix(reported_epsilon, counts.shape[2])
         k = counts.shape[2]
         total = counts.sum(axis=2, keepdims=True)
         table = (counts + 1.0 / k) / (total + 1.0)
@@ -179,12 +178,11 @@ class StatusTable:
         """The PNS's own evidence: log-odds of an anomaly given its features alone."""
         return _anomaly_log_odds(self.class_probabilities(scores, cells))
 
-    def status_evidence(self, scores: np.ndarray, cells: np.ndarray,
-                        reported_epsilon: float | None = None) -> np.ndarray:
+    def status_evidence(self, scores: np.ndarray, cells: np.ndarray) -> np.ndarray:
         """E[row, status]: what each status would add to the row's forest log-odds, within
         +-EVIDENCE_BOUND."""
         p = self.class_probabilities(scores, cells)
-        dist = self.table(reported_epsilon)[cells]  # (rows, class, status)
+        dist = self.table()[cells]  # (rows, class, status)
         anomaly = np.einsum("rc,rcs->rs", p[:, 1:], dist[:, 1:, :])
         normal = p[:, NORMAL, None] * dist[:, NORMAL, :]
         evidence = np.log(anomaly) - np.log(normal) - _anomaly_log_odds(p)[:, None]
@@ -209,13 +207,3 @@ def combined_scores(forest_log_odds: np.ndarray, status_evidence: np.ndarray) ->
     from scipy.special import expit
 
     return expit(forest_log_odds + status_evidence)
-
-
-def randomized_response_matrix(epsilon: float, k: int) -> np.ndarray:
-    """Q[true, reported] of k-ary randomized response at `epsilon`."""
-    from crypto.dp import rr_keep_probability
-
-    keep = rr_keep_probability(epsilon, k)
-    q = np.full((k, k), (1.0 - keep) / (k - 1))
-    np.fill_diagonal(q, keep)
-    return q

@@ -15,6 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+MESSAGE_DIRECTIONS = ("sent", "received", "exchanged")
+
 
 class PayloadClass(StrEnum):
     """How a payload field is protected when it crosses a boundary."""
@@ -42,7 +44,9 @@ class TranscriptEntry:
     nbytes: int
     fields: dict[str, str]
     recorder: str
-    direction: str  # "sent" | "received" | "release"
+    # "sent" | "received" (relayed messages); "exchanged" (a direct two-party computation:
+    # this party's communication volume with the other, both ways); "release"; "refusal"
+    direction: str
     time: float = field(default_factory=time.time)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -81,9 +85,9 @@ class TranscriptLedger:
         fields: Mapping[str, PayloadClass],
         details: Mapping[str, Any] | None = None,
     ) -> TranscriptEntry:
-        """Record a message this party sent or received."""
-        if direction not in ("sent", "received"):
-            raise ValueError(f"direction must be 'sent' or 'received', got {direction!r}")
+        """Record a message this party sent or received, or a computation it took part in."""
+        if direction not in MESSAGE_DIRECTIONS:
+            raise ValueError(f"direction must be one of {MESSAGE_DIRECTIONS}, got {direction!r}")
         return self._append(
             TranscriptEntry(
                 run=self.run,
@@ -115,6 +119,16 @@ class TranscriptLedger:
                 recorder=self.party,
                 direction="release",
                 details=dict(details),
+            )
+        )
+
+    def record_refusal(self, *, phase: str, round: int, setting: str, reason: str) -> None:
+        """Record a request this party refused under its own policy."""
+        self._append(
+            TranscriptEntry(
+                run=self.run, round=round, phase=phase, sender=self.party, receiver="",
+                message_type="policy_refusal", nbytes=0, fields={}, recorder=self.party,
+                direction="refusal", details={"setting": setting, "reason": reason},
             )
         )
 
@@ -151,7 +165,7 @@ def plaintext_violations(entries: Iterable[TranscriptEntry]) -> list[TranscriptE
     return [
         e
         for e in entries
-        if e.direction in ("sent", "received")
+        if e.direction in MESSAGE_DIRECTIONS
         and e.sender != e.receiver
         and PayloadClass.PLAINTEXT.value in e.fields.values()
     ]

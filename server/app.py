@@ -26,7 +26,7 @@ def main(grid: Grid, context: Context) -> None:
     config = ProtocolConfig.from_record(
         {k.replace("-", "_"): v for k, v in cfg.items()})
     coordinator = Coordinator(grid, int(cfg["num-parties"]), Path(str(cfg["run-dir"])),
-                              config, progress)
+                              config, progress, str(cfg.get("label-rendezvous", "")))
     for stage in str(cfg.get("stages", "train,test")).split(","):
         report = getattr(coordinator, stage.strip())()
         for party, reason in report.failed.items():

@@ -1,13 +1,17 @@
 """The coordinator (ServerApp): runs the PV4FAD protocol by relaying sealed payloads.
 
 It reads like docs/protocol.md. The coordinator sees routing metadata, sizes and timing;
-every payload between parties is sealed end to end, so it can open none of them. A bank
-that fails or times out is named and dropped (degraded mode: its rows are scored from the
-PNS's own data); a failure of the PNS stops the run with its state kept on disk.
+every payload between parties is sealed end to end under keys the parties pinned out of
+band, so it can open, replace or insert none of them. What it sends the parties (the run
+configuration, participant lists, rounds) is a request each party checks against its own
+policy. A bank that fails, refuses or times out is named and dropped (degraded mode: its
+rows are scored from the PNS's own data); a failure of the PNS stops the run with its
+state kept on disk.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -18,26 +22,22 @@ from typing import Any
 from flwr.app import Message
 from flwr.server import Grid
 
-from clients.party import encode_peers
 from federation.config import ProtocolConfig
 from federation.errors import ProtocolError
 from federation.messages import (
     AGGREGATE,
     COORDINATOR,
     FINISH,
-    JOINT_COUNTS,
+    LABEL,
     LINKAGE,
     NOISE,
     PNS_ID,
-    RELEASE,
-    SCORE,
     SETUP,
     STATUS,
     Envelope,
 )
 from federation.simulation import wait_for_nodes
 from federation.transcript import PayloadClass, TranscriptLedger
-from server.privacy import training_noise
 
 Progress = Callable[[str], None]
 
@@ -55,7 +55,7 @@ class StageReport:
 
 class Coordinator:
     def __init__(self, grid: Grid, n_parties: int, run_dir: Path, config: ProtocolConfig,
-                 progress: Progress) -> None:
+                 progress: Progress, mpc_rendezvous: str = "") -> None:
         self.grid = grid
         self.config = config
         self.run_dir = run_dir
@@ -65,33 +65,76 @@ class Coordinator:
         self.report = StageReport(stage="", run_id="")
         self.ledger: TranscriptLedger | None = None
         self.round = 0
-        self.sigma, self.sensitivity = training_noise(config)
+        # Label mode: where CrypTen's parties meet (a file store under the run directory by
+        # default; tcp://host:port in a deployment, see docs/security.md).
+        self.mpc_rendezvous = mpc_rendezvous
 
     # -- the protocol --------------------------------------------------------------------
     def train(self) -> StageReport:
         """Training: the numbered steps of docs/protocol.md."""
         self._start("train")
-        setup = self._setup()  # 1. keys and data checks; only public material leaves
+        setup = self._setup()  # 1. data checks; keys are pinned, nothing secret leaves
         banks = self._alive_banks()
         linkage = self._phase(LINKAGE, {PNS_ID: self._directory(setup, banks)})  # 2.
-        statuses = self._relay(STATUS, linkage[PNS_ID].sealed)  # 3.
-        counts = self._phase(JOINT_COUNTS, {PNS_ID: Envelope(meta={}, sealed=statuses)})  # 4.
-        shares = self._noise_rounds(counts[PNS_ID].sealed)  # 5. noise + secure aggregation
-        self._phase(AGGREGATE, {PNS_ID: Envelope(  # 6.-7. unmask the sum, build the model
-            meta={}, public={"participants": list(shares)}, sealed=shares)})
-        return self.report
+        requests = {b: blob for b, blob in linkage[PNS_ID].sealed.items() if b in banks}
+        participants = sorted(requests)
+        while participants:
+            shares = self._noise_round(requests, participants)  # 3. banks' encrypted counts
+            if not shares:
+                break
+            aggregate = self._phase(AGGREGATE, {PNS_ID: Envelope(  # 4. sum, build the model
+                meta={}, public={"participants": sorted(shares)}, sealed=shares)})
+            bad = json.loads(str(aggregate[PNS_ID].public.get("bad_payloads", "{}")))
+            if not bad:
+                return self.report
+            for bank, reason in bad.items():
+                self._fail(bank, AGGREGATE, f"reply refused by the PNS: {reason}")
+            participants = sorted(set(shares) - set(bad))
+            self.round += 1
+        causes = "; ".join(f"{b}: {r}" for b, r in sorted(self.report.failed.items()))
+        raise ProtocolError(f"no bank's counts could be used, so the table cannot be built "
+                            f"({causes or 'no bank in the scenario'})")
 
     def test(self) -> StageReport:
-        """Inference: linkage and encrypted status again, then masked scoring."""
+        """Inference: linkage again, then the banks' reported statuses."""
         self._start("test")
         setup = self._setup()
         banks = self._alive_banks()
         linkage = self._phase(LINKAGE, {PNS_ID: self._directory(setup, banks)})
+        if self.config.inference_mode == "labels":
+            done = [b for b, blob in sorted(linkage[PNS_ID].sealed.items())
+                    if b in self._alive_banks() and self._label_session(b, blob)]
+            self._phase(FINISH, {PNS_ID: Envelope(meta={}, public={"label_banks": done})})
+            return self.report
         statuses = self._relay(STATUS, linkage[PNS_ID].sealed)
-        scored = self._phase(SCORE, {PNS_ID: Envelope(meta={}, sealed=statuses)})
-        released = self._relay(RELEASE, scored[PNS_ID].sealed)
-        self._phase(FINISH, {PNS_ID: Envelope(meta={}, sealed=released)})
+        self._phase(FINISH, {PNS_ID: Envelope(meta={}, sealed=statuses)})
         return self.report
+
+    def _label_session(self, bank: str, request: bytes) -> bool:
+        """Label mode: the PNS and one bank run their CrypTen computation; the coordinator
+        runs the dealer (correlated randomness only, no input) and the rendezvous."""
+        from crypto.mpc import start_dealer
+
+        store = self.run_dir / COORDINATOR / "mpc" / f"{self.report.run_id}-{bank}"
+        store.parent.mkdir(parents=True, exist_ok=True)
+        rendezvous = self.mpc_rendezvous or f"file://{store}"
+        dealer = start_dealer(rendezvous)
+        try:
+            replies = self._send(LABEL, {
+                PNS_ID: Envelope(meta={}, public={"bank": bank, "rendezvous": rendezvous}),
+                bank: Envelope(meta={}, public={"rendezvous": rendezvous},
+                               sealed={PNS_ID: request})})
+        finally:
+            dealer.join(self.config.timeout_s)
+            if dealer.is_alive():
+                dealer.terminate()
+        if PNS_ID not in replies:
+            raise ProtocolError(f"the PNS ({PNS_ID}) failed in phase {LABEL}: "
+                                f"{self.report.failed.get(PNS_ID, 'no answer')}")
+        failed = replies[PNS_ID].public.get("label_failed")
+        if failed and bank not in self.report.failed:
+            self._fail(bank, LABEL, str(failed))
+        return bank in replies and not failed
 
     # -- steps ---------------------------------------------------------------------------
     def _setup(self) -> dict[str, Envelope]:
@@ -100,20 +143,12 @@ class Coordinator:
         if PNS_ID not in replies:
             raise ProtocolError(f"the PNS ({PNS_ID}) did not complete setup: "
                                 f"{self.report.failed.get(PNS_ID, 'no answer')}")
-        peers = {pid: bytes(env.public["e2e_public"]) for pid, env in replies.items()}
-        self.peers = encode_peers(peers)
         return replies
 
     def _directory(self, setup: Mapping[str, Envelope], banks: Iterable[str]) -> Envelope:
-        """Public material the PNS needs: each bank's codes and CKKS public context."""
-        import json
-
+        """Routing metadata the PNS needs: each bank's codes."""
         info = {b: {"codes": list(setup[b].public["bank_codes"])} for b in banks}
-        return Envelope(meta={}, public={
-            "banks_json": json.dumps(info),
-            "ckks_publics": [bytes(setup[b].public["ckks_public"]) for b in info],
-            "ckks_owners": list(info),
-        })
+        return Envelope(meta={}, public={"banks_json": json.dumps(info)})
 
     def _relay(self, phase: str, sealed: Mapping[str, bytes]) -> dict[str, bytes]:
         """Deliver the PNS's sealed payloads to banks; collect their sealed answers."""
@@ -123,25 +158,25 @@ class Coordinator:
         return {bank: env.sealed[PNS_ID] for bank, env in replies.items()
                 if PNS_ID in env.sealed}
 
-    def _noise_rounds(self, sealed: Mapping[str, bytes]) -> dict[str, bytes]:
-        """Banks add noise shares and mask for secure aggregation; a bank dropping out
-        forces a new round among the rest (fresh masks and noise, nothing unmasked)."""
-        participants = [b for b in sealed if b in self._alive_banks()]
-        first = True
+    def _noise_round(self, requests: Mapping[str, bytes], participants: list[str]
+                     ) -> dict[str, bytes]:
+        """One round of the banks' counts. Round 0 carries the PNS's requests; a bank
+        dropping out forces a new round among the rest (fresh noise and masks; nothing of
+        the failed round can be unmasked). Returns the shares of a complete round."""
         while participants:
             targets = {b: Envelope(meta={}, public={"participants": participants},
-                                   sealed={PNS_ID: sealed[b]} if first else {})
+                                   sealed={PNS_ID: requests[b]} if self.round == 0 else {})
                        for b in participants}
             replies = self._send(NOISE, targets)
-            shares = {b: env.sealed[PNS_ID] for b, env in replies.items()}
+            shares = {b: env.sealed[PNS_ID] for b, env in replies.items()
+                      if PNS_ID in env.sealed}
             if set(shares) == set(participants):
                 return shares
-            dropped = sorted(set(participants) - set(shares))
-            self.progress(f"  noise: {', '.join(dropped)} dropped out; new round without")
-            participants = [b for b in participants if b in shares]
+            participants = sorted(shares)
+            if participants:
+                self.progress(f"  noise: a new round with {', '.join(participants)} only")
             self.round += 1
-            first = False
-        raise ProtocolError("no bank completed the noise phase; the table cannot be built")
+        return {}
 
     # -- messaging -----------------------------------------------------------------------
     def _phase(self, phase: str, targets: Mapping[str, Envelope]) -> dict[str, Envelope]:
@@ -162,8 +197,6 @@ class Coordinator:
         for target, env in targets.items():
             node = int(target) if by_node else self.node_of[target]
             env.meta.update(self._meta(phase))
-            if phase != SETUP:
-                env.public.update(self.peers)
             messages.append(Message(env.to_record(), dst_node_id=node,
                                     message_type=f"query.{phase}"))
             self._record("sent", phase, COORDINATOR,
@@ -217,8 +250,7 @@ class Coordinator:
     def _meta(self, phase: str) -> dict[str, Any]:
         return {
             **self.config.to_record(), "phase": phase, "stage": self.report.stage,
-            "run_id": self.report.run_id, "round": self.round, "sigma": self.sigma,
-            "sensitivity": self.sensitivity,
+            "run_id": self.report.run_id, "round": self.round,
         }
 
     def _record(self, direction: str, phase: str, sender: str, receiver: str,

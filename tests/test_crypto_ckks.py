@@ -1,27 +1,31 @@
-"""CKKS packing, masked grouped sums and row scores: correctness and every error case."""
+"""Joint counts under the PNS's CKKS key: exact counts, what the reply hides, every error."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tenseal.sealapi as seal
+from scipy import stats
 
-from crypto import _sealio, framing
+from crypto import _sealio, _sealraw, framing
 from crypto.ckks import (
     CKKSKeyPair,
     CKKSParams,
-    EncryptedColumns,
+    DigitLayout,
+    EncryptedGroups,
     PublicContext,
-    decrypt_rows,
-    decrypt_slot_sums,
-    encrypt_onehot,
-    grouped_sums,
-    rowwise_scores,
+    constant_terms,
+    data_modulus,
+    decode_counts,
+    digit_constants,
+    encrypt_groups,
+    masked_counts,
+    product_sums,
 )
+from crypto.csprng import SecureRandom
 from federation.errors import CryptoError
-from federation.transcript import PayloadClass
 
-N_ROWS, N_CAT, N_GROUPS = 12500, 4, 7  # 2 chunks of 2 x 4096 rows; the last ends mid-imaginary
+N_ROWS, N_GROUPS = 20_000, 12  # 3 chunks of 8192 rows, the last one partly filled
 
 
 @pytest.fixture(scope="module")
@@ -30,180 +34,181 @@ def keys() -> CKKSKeyPair:
 
 
 @pytest.fixture(scope="module")
+def public(keys) -> PublicContext:
+    return PublicContext.from_bytes(keys.public_context_bytes())
+
+
+@pytest.fixture(scope="module")
 def data() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(7)
-    return {
-        "status": rng.integers(0, N_CAT, N_ROWS),
-        "group": rng.integers(0, N_GROUPS, N_ROWS),
-        "weights": rng.integers(0, 5, N_ROWS),
-        "table": rng.uniform(-1, 1, (N_ROWS, N_CAT)),
-    }
+    return {"group": rng.integers(0, N_GROUPS, N_ROWS),
+            "bits": rng.integers(0, 2, (2, N_ROWS)).astype(np.int8)}
 
 
 @pytest.fixture(scope="module")
-def payload(keys: CKKSKeyPair, data: dict[str, np.ndarray]) -> bytes:
-    return encrypt_onehot(keys, data["status"], N_CAT).to_bytes()
+def request_blob(keys, data) -> bytes:
+    return encrypt_groups(keys, data["group"], N_GROUPS)
 
 
-@pytest.fixture(scope="module")
-def opened(keys: CKKSKeyPair, payload: bytes) -> EncryptedColumns:
-    public = PublicContext.from_bytes(keys.public_context_bytes())
-    return EncryptedColumns.from_bytes(payload, public)
+def _truth(data) -> np.ndarray:
+    truth = np.zeros((2, N_GROUPS), np.int64)
+    for c in range(2):
+        np.add.at(truth[c], data["group"], data["bits"][c])
+    return truth
 
 
-def _truth(group: np.ndarray, status: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    out = np.zeros((N_GROUPS, N_CAT), np.int64)
-    np.add.at(out, (group, status), weights)
-    return out
+def _reply(public, request_blob, bits, noise) -> bytes:
+    groups = EncryptedGroups.open(request_blob, public, N_ROWS, 64)
+    layout = groups.layout
+    constants = [digit_constants(layout, noise[c]) for c in range(bits.shape[0])]
+    return masked_counts(public, product_sums(groups, bits), constants)
 
 
-def test_default_params_meet_128_bit_bound() -> None:
-    params = CKKSParams()
-    bound = seal.CoeffModulus.MaxBitCount(params.poly_modulus_degree, seal.SEC_LEVEL_TYPE.TC128)
-    assert sum(params.coeff_mod_bit_sizes) <= bound
+def test_counts_are_exact_with_noise_digits_of_any_sign(keys, public, request_blob, data):
+    noise = np.random.default_rng(1).integers(-500, 500, (2, N_GROUPS))
+    reply = _reply(public, request_blob, data["bits"], noise)
+    layout = DigitLayout(N_GROUPS, keys.params)
+    terms = constant_terms(keys, reply, 2, layout.n_polys)
+    counts = decode_counts(layout, terms, data_modulus(keys)[1])
+    np.testing.assert_array_equal(counts, _truth(data) + noise)
 
 
-def test_grouped_counts_exact(keys, data, opened) -> None:
-    masked = grouped_sums(opened, data["group"], N_GROUPS)
-    assert masked.payload_class is PayloadClass.MASKED
-    reply = decrypt_slot_sums(keys, masked.ciphertext_bytes())
-    truth = _truth(data["group"], data["status"], np.ones(N_ROWS, np.int64))
-    np.testing.assert_array_equal(reply - masked.mask_totals, truth)
-    # The bank's view is the masked table, far from the counts.
-    assert np.all(np.abs(reply[:, 1:] - truth[:, 1:]) > 2**30)
+def test_secure_aggregation_masks_cancel_only_in_the_sum(keys, public, request_blob, data):
+    """Two banks' replies with masks m and -m (mod Q): each alone decodes to garbage, the
+    sum of their constant coefficients to the sum of both counts."""
+    layout = DigitLayout(N_GROUPS, keys.params)
+    _, modulus = data_modulus(keys)
+    rng = SecureRandom()
+    masks = [[rng.integer_below(modulus) for _ in range(layout.n_polys)] for _ in range(2)]
+    groups = EncryptedGroups.open(request_blob, public, N_ROWS, 64)
+    sums = product_sums(groups, data["bits"])
+    replies = [masked_counts(public, sums, [[sign * m for m in row] for row in masks])
+               for sign in (1, -1)]
+    terms = [constant_terms(keys, r, 2, layout.n_polys) for r in replies]
+    alone = decode_counts(layout, terms[0], modulus)
+    assert not np.array_equal(alone, _truth(data))
+    total = [[(a + b) % modulus for a, b in zip(ra, rb, strict=True)]
+             for ra, rb in zip(*terms, strict=True)]
+    np.testing.assert_array_equal(decode_counts(layout, total, modulus), 2 * _truth(data))
 
 
-def test_grouped_weighted_sums_exact(keys, data, opened) -> None:
-    masked = grouped_sums(opened, data["group"], N_GROUPS, weights=data["weights"])
-    reply = decrypt_slot_sums(keys, masked.ciphertext_bytes())
-    truth = _truth(data["group"], data["status"], data["weights"])
-    np.testing.assert_array_equal(reply - masked.mask_totals, truth)
+def test_reply_shows_the_pns_nothing_but_the_constant_coefficient(keys, public, request_blob,
+                                                                  data):
+    """Every other coefficient of the PNS's decryption is uniform modulo each prime
+    (chi-square on 16 bins per prime), and differs between two replies to the same request:
+    it carries nothing of the bank's bits."""
+    primes, _ = data_modulus(keys)
+    noise = np.zeros((2, N_GROUPS), np.int64)
+    blobs = [framing.unpack(_reply(public, request_blob, data["bits"], noise),
+                            "ckks-counts")[1][0] for _ in range(2)]
+    decrypted = []
+    for blob in blobs:
+        ct = _sealio.load_into(seal.Ciphertext(), keys.suite.context, blob, "reply")
+        plain = seal.Plaintext()
+        keys.decryptor.decrypt(ct, plain)
+        evaluator = keys.suite.evaluator
+        scratch = _sealraw.load_ciphertext(
+            keys.suite.context, keys.suite.data_parms_id,
+            np.stack([_sealraw.read_coefficients(plain).reshape(len(primes), -1),
+                      np.eye(len(primes), keys.params.poly_modulus_degree, dtype=np.uint64)]),
+            ntt_form=True, scale=1.0)
+        evaluator.transform_from_ntt_inplace(scratch)
+        coeffs = _sealraw.read_coefficients(scratch)[: len(primes) * 8192]
+        decrypted.append(coeffs.reshape(len(primes), -1))
+    for i, q in enumerate(primes):
+        others = decrypted[0][i, 1:].astype(np.float64) / q
+        counts = np.histogram(others, bins=16, range=(0, 1))[0]
+        assert stats.chisquare(counts).pvalue > 1e-4
+        assert (decrypted[0][i, 1:] != decrypted[1][i, 1:]).mean() > 0.99
 
 
-def test_empty_group_still_masked(keys, data, opened) -> None:
-    group = np.where(data["group"] == 3, 0, data["group"])  # group 3 has no rows
-    masked = grouped_sums(opened, group, N_GROUPS)
-    reply = decrypt_slot_sums(keys, masked.ciphertext_bytes())
-    counts = reply - masked.mask_totals
-    assert counts[3].sum() == 0 and np.all(np.abs(reply[3, 1:]) > 2**30)
-
-
-def test_rowwise_scores_match_plaintext(keys, data, opened) -> None:
-    masked = rowwise_scores(opened, data["table"], frac_bits=16)
-    reply = decrypt_rows(keys, masked.ciphertext_bytes())
-    scores = masked.unmask(reply)
-    expected = data["table"][np.arange(N_ROWS), data["status"]]
-    assert np.abs(scores - expected).max() <= 2.0**-16
-
-
-def test_save_load_roundtrip(keys, data, opened, tmp_path) -> None:
-    keys.save(tmp_path / "bank" / "ckks.key")
-    again = CKKSKeyPair.load(tmp_path / "bank" / "ckks.key")
-    assert again.key_id == keys.key_id
-    masked = grouped_sums(opened, data["group"], N_GROUPS)
-    reply = decrypt_slot_sums(again, masked.ciphertext_bytes())
-    assert np.array_equal(reply - masked.mask_totals,
-                          _truth(data["group"], data["status"], np.ones(N_ROWS, np.int64)))
-
-
-def test_public_context_cannot_decrypt(keys, data, opened) -> None:
-    public_bytes = keys.public_context_bytes()
-    public = PublicContext.from_bytes(public_bytes)
-    assert not hasattr(public, "decryptor") and len(public_bytes) < 600_000
-    masked = grouped_sums(opened, data["group"], N_GROUPS)
-    with pytest.raises(CryptoError, match="public context cannot decrypt"):
-        decrypt_slot_sums(public, masked.ciphertext_bytes())  # type: ignore[arg-type]
-    # Its only key material is the public key: it does not load as a SEAL secret key.
-    _header, blobs = framing.unpack(public_bytes, "ckks-public-context")
-    assert len(blobs) == 1
-    with pytest.raises(CryptoError):
-        _sealio.load_into(seal.SecretKey(), public.suite.context, blobs[0], "secret key")
-
-
-def test_other_bank_context_rejected(keys, payload) -> None:
-    other = CKKSKeyPair.generate()
+def test_request_validated_against_what_the_bank_expects(keys, public, request_blob):
+    with pytest.raises(CryptoError, match="n_rows mismatch"):
+        EncryptedGroups.open(request_blob, public, N_ROWS + 1, 64)
+    with pytest.raises(CryptoError, match="12 groups, this bank allows 1 to 8"):
+        EncryptedGroups.open(request_blob, public, N_ROWS, 8)
+    other = CKKSKeyPair.generate().public_context()
     with pytest.raises(CryptoError, match="key_id mismatch"):
-        EncryptedColumns.from_bytes(payload, other.public_context())
-
-
-def test_wrong_key_cannot_decrypt_reply(keys, data, opened) -> None:
-    masked = grouped_sums(opened, data["group"], N_GROUPS)
-    with pytest.raises(CryptoError, match="key_id mismatch"):
-        decrypt_slot_sums(CKKSKeyPair.generate(), masked.ciphertext_bytes())
-
-
-def test_mismatched_parameters_rejected(keys, payload) -> None:
-    other = CKKSKeyPair.generate(CKKSParams(mask_bits=40))
+        EncryptedGroups.open(request_blob, other, N_ROWS, 64)
     with pytest.raises(CryptoError, match="param_id mismatch"):
-        EncryptedColumns.from_bytes(payload, other.public_context())
+        EncryptedGroups.open(request_blob, CKKSKeyPair.generate(
+            CKKSParams(max_chunks=512)).public_context(), N_ROWS, 64)
 
 
 @pytest.mark.parametrize("cut", [1, 100, 50_000])
-def test_truncated_bytes_rejected(keys, payload, cut) -> None:
+def test_truncated_or_corrupted_requests_rejected(public, request_blob, cut):
     with pytest.raises(CryptoError, match="checksum|too short"):
-        EncryptedColumns.from_bytes(payload[:-cut], keys.public_context())
-
-
-def test_corrupted_bytes_rejected(keys, payload) -> None:
-    bad = bytearray(payload)
+        EncryptedGroups.open(request_blob[:-cut], public, N_ROWS, 64)
+    bad = bytearray(request_blob)
     bad[len(bad) // 2] ^= 0x01
     with pytest.raises(CryptoError, match="checksum"):
-        EncryptedColumns.from_bytes(bytes(bad), keys.public_context())
+        EncryptedGroups.open(bytes(bad), public, N_ROWS, 64)
 
 
-def test_wrong_payload_kind_rejected(keys) -> None:
-    with pytest.raises(CryptoError, match="expected a ckks-onehot payload"):
-        EncryptedColumns.from_bytes(keys.public_context_bytes(), keys.public_context())
-
-
-def test_garbage_ciphertext_inside_valid_frame_rejected(keys) -> None:
+def test_stale_or_foreign_ciphertexts_inside_a_valid_frame_rejected(keys, public,
+                                                                   request_blob):
+    header, blobs = framing.unpack(request_blob, "ckks-groups")
     with pytest.raises(CryptoError, match="not a valid SEAL object"):
-        _sealio.load_into(seal.Ciphertext(), keys.suite.context, b"\x00" * 64, "ciphertext")
+        EncryptedGroups.open(framing.pack("ckks-groups", header, [b"\x00" * 64] + blobs[1:]),
+                             public, N_ROWS, 64)
+    lower = seal.Ciphertext()
+    keys.suite.evaluator.mod_switch_to_next(
+        _sealio.load_into(seal.Ciphertext(), keys.suite.context, blobs[0], "ct"), lower)
+    with pytest.raises(CryptoError, match="not a fresh data-level"):
+        EncryptedGroups.open(framing.pack("ckks-groups", header,
+                                          [_sealio.dump(lower)] + blobs[1:]),
+                             public, N_ROWS, 64)
 
 
-def test_insecure_parameters_rejected() -> None:
+def test_reply_opened_only_by_the_key_that_asked(keys, public, request_blob, data):
+    reply = _reply(public, request_blob, data["bits"], np.zeros((2, N_GROUPS), np.int64))
+    with pytest.raises(CryptoError, match="key_id mismatch"):
+        constant_terms(CKKSKeyPair.generate(), reply, 2, 3)
+    with pytest.raises(CryptoError, match="n_columns mismatch"):
+        constant_terms(keys, reply, 1, 3)
+
+
+def test_bad_inputs_rejected(keys, public, request_blob, data):
+    with pytest.raises(CryptoError, match="group ids"):
+        encrypt_groups(keys, np.array([0, N_GROUPS]), N_GROUPS)
+    with pytest.raises(CryptoError, match="1-D int"):
+        encrypt_groups(keys, np.array([0.5]), N_GROUPS)
+    groups = EncryptedGroups.open(request_blob, public, N_ROWS, 64)
+    with pytest.raises(CryptoError, match="0/1"):
+        product_sums(groups, np.full((1, N_ROWS), 2))
+    with pytest.raises(CryptoError, match="0/1"):
+        product_sums(groups, data["bits"][:, :-1])
+    sums = product_sums(groups, data["bits"])
+    with pytest.raises(CryptoError, match="constants must be"):
+        masked_counts(public, sums, [[0, 0, 0]])
+
+
+def test_parameters_refused_below_security_or_without_room():
     with pytest.raises(CryptoError, match="128-bit bound"):
         CKKSParams(coeff_mod_bit_sizes=(60, 60, 60, 60))
-    with pytest.raises(CryptoError, match="data level"):
-        CKKSParams(coeff_mod_bit_sizes=(60, 60, 38), encrypt_scale_bits=60)
+    with pytest.raises(CryptoError, match="does not drown"):
+        CKKSParams(flood_bits=60)
+    with pytest.raises(CryptoError, match="quarter of a unit"):
+        CKKSParams(unit_bits=70)
+    with pytest.raises(CryptoError, match="no 25-bit digit"):
+        CKKSParams(coeff_mod_bit_sizes=(60, 40, 38), unit_bits=79)
 
 
-def test_bad_inputs_rejected(keys, data, opened) -> None:
-    with pytest.raises(CryptoError, match="status values"):
-        encrypt_onehot(keys, np.array([0, 4]), N_CAT)
-    with pytest.raises(CryptoError, match="1-D int"):
-        encrypt_onehot(keys, np.array([0.5]), N_CAT)
-    with pytest.raises(CryptoError, match="group ids"):
-        grouped_sums(opened, np.full(N_ROWS, N_GROUPS), N_GROUPS)
-    with pytest.raises(CryptoError, match="expected shape"):
-        grouped_sums(opened, data["group"][:-1], N_GROUPS)
-    with pytest.raises(CryptoError, match="integers"):
-        grouped_sums(opened, data["group"], N_GROUPS, weights=np.full(N_ROWS, 0.5))
-    with pytest.raises(CryptoError, match="weights too large"):
-        grouped_sums(opened, data["group"], N_GROUPS, weights=np.full(N_ROWS, 2**40))
-    with pytest.raises(CryptoError, match="weights too large"):
-        rowwise_scores(opened, np.full((N_ROWS, N_CAT), 2.0**30))
-    with pytest.raises(CryptoError, match="weights must be finite"):
-        rowwise_scores(opened, np.zeros((N_ROWS, N_CAT - 1)))
-    unopened = encrypt_onehot(keys, data["status"][:10], N_CAT)
-    with pytest.raises(CryptoError, match="from_bytes first"):
-        grouped_sums(unopened, np.zeros(10, np.int64), 1)
-
-
-def test_load_missing_key_file(tmp_path) -> None:
+def test_load_missing_key_file(tmp_path):
     with pytest.raises(CryptoError, match="cannot read"):
         CKKSKeyPair.load(tmp_path / "absent.key")
 
 
 @pytest.mark.slow
-def test_grouped_counts_exact_at_a_million_rows(keys) -> None:
+def test_counts_exact_at_a_million_rows(keys, public):
     rng = np.random.default_rng(11)
-    n, n_groups = 1_000_000, 30
-    status, group = rng.integers(0, N_CAT, n), rng.integers(0, n_groups, n)
-    public = PublicContext.from_bytes(keys.public_context_bytes())
-    opened = EncryptedColumns.from_bytes(encrypt_onehot(keys, status, N_CAT).to_bytes(), public)
-    masked = grouped_sums(opened, group, n_groups)
-    truth = np.zeros((n_groups, N_CAT), np.int64)
-    np.add.at(truth, (group, status), 1)
-    reply = decrypt_slot_sums(keys, masked.ciphertext_bytes())
-    np.testing.assert_array_equal(reply - masked.mask_totals, truth)
+    n, n_groups = 1_000_000, 24
+    group, bits = rng.integers(0, n_groups, n), rng.integers(0, 2, (1, n)).astype(np.int8)
+    groups = EncryptedGroups.open(encrypt_groups(keys, group, n_groups), public, n, 64)
+    layout = groups.layout
+    reply = masked_counts(public, product_sums(groups, bits),
+                          [[0] * layout.n_polys])
+    truth = np.zeros(n_groups, np.int64)
+    np.add.at(truth, group, bits[0])
+    terms = constant_terms(keys, reply, 1, layout.n_polys)
+    np.testing.assert_array_equal(decode_counts(layout, terms, data_modulus(keys)[1])[0], truth)

@@ -1,4 +1,4 @@
-"""CrypTen two-party comparison: PNS, bank and dealer as separate local processes."""
+"""Label-only inference with CrypTen: PNS, bank and dealer as separate local processes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crypto.crypten_compat import import_crypten
-from crypto.mpc import secure_threshold
+from crypto.mpc import secure_flags
 from federation.errors import ProtocolError
 
 
@@ -15,19 +15,22 @@ def test_import_shim_gives_working_crypten() -> None:
     assert import_crypten() is crypten and hasattr(crypten, "cryptensor")
 
 
-def test_threshold_on_shares_matches_plaintext() -> None:
+def test_flags_match_the_plaintext_score_and_only_the_pns_gets_them() -> None:
     rng = np.random.default_rng(3)
-    scores = rng.uniform(-2, 2, 2000)
-    fixed = np.round(scores * 2**16).astype(np.int64)
-    mask = rng.integers(0, 2**44, scores.size)
-    bank_share = fixed + mask  # what the bank decrypted: masked, statistically hiding
-    result = secure_threshold(-mask, bank_share, threshold=0.3)
-    np.testing.assert_array_equal(result.labels, fixed / 2**16 > 0.3)
-    assert result.compute_seconds < result.seconds
+    n, k = 3000, 2
+    base = rng.uniform(-4, 4, n)
+    evidence = rng.uniform(-8, 8, (n, k))
+    status = rng.integers(-1, k, n)  # -1: the bank does not answer this row
+    onehot = np.zeros((n, k))
+    onehot[status >= 0, status[status >= 0]] = 1.0
+    pns, bank = secure_flags(base, evidence, onehot, threshold=0.3)
+    score = base + (evidence * onehot).sum(axis=1)
+    clear = np.abs(score - 0.3) > 1e-3  # fixed point (16 bits) decides the near-ties
+    np.testing.assert_array_equal(pns.flags[clear], (score > 0.3)[clear])
+    assert bank.flags is None
+    assert pns.bytes_sent > 0 and bank.bytes_sent > 0 and pns.rounds > 0
 
 
-def test_bad_shares_rejected() -> None:
-    with pytest.raises(ProtocolError, match="1-D int64 arrays of equal length"):
-        secure_threshold(np.zeros(3, np.int64), np.zeros(4, np.int64), 0.0)
-    with pytest.raises(ProtocolError, match="1-D int64"):
-        secure_threshold(np.zeros(3), np.zeros(3), 0.0)
+def test_bad_shapes_rejected() -> None:
+    with pytest.raises(ProtocolError, match="base \\(n,\\), evidence and onehot"):
+        secure_flags(np.zeros(3), np.zeros((3, 2)), np.zeros((4, 2)), 0.0)
