@@ -26,6 +26,7 @@ from federation.messages import COORDINATOR, Envelope
 from federation.policy import PolicyRefusal, PrivacyPolicy
 from federation.transcript import PayloadClass, TranscriptLedger
 
+
 @dataclass(frozen=True)
 class NodeSettings:
     """Where a party finds its data and keeps its state (a SuperNode's node config)."""

@@ -15,15 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from clients.bank_answers import RR_KEY_FILE, question_keys
-from crypto import _sealio, _sealraw, framing
-from crypto.ckks import CKKSKeyPair, data_modulus
-from crypto.dp import keyed_randomized_response, rr_keep_probability
-from federation.config import ProtocolConfig
-from federation.errors import CryptoError
-from federation.policy import PolicyRefusal, PrivacyPolicy
-from federation.transcript import read_ledger
 from party_harness import (
     PNS,
     TAGS,
@@ -34,6 +25,15 @@ from party_harness import (
     sealed_by,
     true_status,
 )
+
+from clients.bank_answers import RR_KEY_FILE, question_keys
+from crypto import _sealio, _sealraw, framing
+from crypto.ckks import CKKSKeyPair, data_modulus
+from crypto.dp import keyed_randomized_response, rr_keep_probability
+from federation.config import ProtocolConfig
+from federation.errors import CryptoError
+from federation.policy import PolicyRefusal, PrivacyPolicy
+from federation.transcript import read_ledger
 
 STATUS_EPSILON = 1.0
 CONFIG = ProtocolConfig(inference_epsilon=STATUS_EPSILON)
