@@ -40,7 +40,7 @@ lint: setup
 bench: setup
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_crypto.py --out docs/benchmarks/crypto.md
-	$(PY) bench/bench_protocol.py --parts runs,sweep,scale
+	$(PY) bench/bench_protocol.py --parts runs,baseline,curve,training,labels,scale
 	$(PY) bench/bench_sisa.py
 	$(PY) bench/bench_unlearning.py
 	$(PY) bench/bench_deploy.py --reps 3 --out runs/bench-deploy

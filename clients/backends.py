@@ -34,8 +34,9 @@ class Backend(Protocol):
                ) -> np.ndarray: ...
 
     # bank side
-    def product_sums(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int,
-                     bits: np.ndarray) -> tuple[bytes, int]: ...
+    def open_request(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int
+                     ) -> Any: ...
+    def product_sums(self, opened: Any, bits: np.ndarray) -> tuple[bytes, int]: ...
     def mask_space(self, pns_public: bytes, n_groups: int, n_columns: int
                    ) -> tuple[int, int]: ...
     def reply(self, pns_public: bytes, sums: bytes, noise: np.ndarray,
@@ -99,14 +100,18 @@ class EncryptedBackend:
 
         return PublicContext.from_bytes(pns_public)
 
-    def product_sums(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int,
-                     bits: np.ndarray) -> tuple[bytes, int]:
-        """The bank's encrypted counts before noise and masks, and the request's number of
-        groups; the request is refused unless it fits what the bank expects."""
-        from crypto.ckks import EncryptedGroups, product_sums
+    def open_request(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int
+                     ) -> Any:
+        """The PNS's encrypted groups, refused unless they fit what the bank expects."""
+        from crypto.ckks import EncryptedGroups
 
-        groups = EncryptedGroups.open(request, self._context(pns_public), n_rows, max_groups)
-        return product_sums(groups, bits), groups.layout.n_groups
+        return EncryptedGroups.open(request, self._context(pns_public), n_rows, max_groups)
+
+    def product_sums(self, opened: Any, bits: np.ndarray) -> tuple[bytes, int]:
+        """The bank's encrypted counts before noise and masks, and the number of groups."""
+        from crypto.ckks import product_sums
+
+        return product_sums(opened, bits), opened.layout.n_groups
 
     def mask_space(self, pns_public: bytes, n_groups: int, n_columns: int
                    ) -> tuple[int, int]:
@@ -147,12 +152,17 @@ class PlaintextBackend:
         return sum((np.asarray(wire.unpack(r)["counts"], dtype=np.int64) for r in replies),
                    np.zeros((n_groups, n_columns), dtype=np.int64))
 
-    def product_sums(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int,
-                     bits: np.ndarray) -> tuple[bytes, int]:
+    def open_request(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int
+                     ) -> Any:
         fields = wire.unpack(request, what="plaintext groups")
         groups, n_groups = np.asarray(fields["groups"], dtype=np.int64), int(fields["n_groups"])
-        if groups.shape != (n_rows,) or not 1 <= n_groups <= max_groups:
+        if groups.shape != (n_rows,) or not 1 <= n_groups <= max_groups or (
+                groups.size and not 0 <= groups.min() <= groups.max() < n_groups):
             raise ProtocolError(f"plaintext groups: {groups.shape} rows, {n_groups} groups")
+        return groups, n_groups
+
+    def product_sums(self, opened: Any, bits: np.ndarray) -> tuple[bytes, int]:
+        groups, n_groups = opened
         counts = np.zeros((n_groups, bits.shape[0]), dtype=np.int64)
         for col, column in enumerate(bits):
             np.add.at(counts[:, col], groups, column)

@@ -90,13 +90,13 @@ class Bank(Party):
                 per_account > cap:
             raise self.refuse("max_rows_per_account", f"the request counts up to "
                               f"{per_account} rows per account, at most {cap} allowed")
-        answers = self._answer(queries)
-        reported = answers.reported
-        bits = np.stack([(reported == s).astype(np.int8)
-                         for s in range(1, self.config.n_statuses)])
         pns_public = bytes(fields["pns_public"])
-        sums, n_groups = self.backend.product_sums(pns_public, bytes(fields["groups"]),
-                                                   len(queries), self.policy.max_groups, bits)
+        opened = self.backend.open_request(pns_public, bytes(fields["groups"]), len(queries),
+                                           self.policy.max_groups)
+        answers = self._answer(queries)  # only once the request is known to be well formed
+        bits = np.stack([(answers.reported == s).astype(np.int8)
+                         for s in range(1, self.config.n_statuses)])
+        sums, n_groups = self.backend.product_sums(opened, bits)
         (self.stage_dir() / "pns_ckks_public.bin").write_bytes(pns_public)
         (self.stage_dir() / "count_sums.bin").write_bytes(sums)
         self.save_json("training_request.json", {
@@ -154,8 +154,10 @@ class Bank(Party):
         PNS's request; a retry (round > 0) only with a strictly smaller set than the last
         round this bank served in this run, so no table is released twice to the same
         set."""
-        for party in {PNS_ID, *participants} - {self.id}:
-            self.policy.pinned(party)
+        unknown = sorted({PNS_ID, *participants} - {self.id} - set(self.policy.pinned_keys))
+        if unknown:
+            raise self.refuse("pinned_keys", f"the policy pins no key for {', '.join(unknown)}: "
+                              "not an allowed participant")
         if self.id not in participants or len(set(participants)) != len(participants):
             raise self.refuse("pinned_keys", f"participant list {participants} must name "
                               f"{self.id} once")

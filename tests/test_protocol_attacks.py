@@ -194,7 +194,7 @@ def test_coordinator_cannot_stand_in_for_the_pns_or_add_participants(world, reco
                        "test", "run-m")
     with pytest.raises(CryptoError, match="authentication failed"):
         call_bank(world, "bank01", state, "status", CONFIG, "test", "run-m", sealed=forged)
-    with pytest.raises(PolicyRefusal, match="pins no key for party 'mallory'"):
+    with pytest.raises(PolicyRefusal, match="pins no key for mallory"):
         call_bank(world, "bank01", state, "noise", CONFIG, "train", "run-m",
                   sealed=forged, participants=["bank01", "bank02", "mallory"])
 
