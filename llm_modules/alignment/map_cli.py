@@ -125,9 +125,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     specs = [RewardModelSpec.parse(text) for text in args.reward_model]
     names = [n.strip() for n in args.values.split(",") if n.strip()]
     prompts = load_prompts(args.prompts, args.prompt_count, args.prompt_seed)
-    model_dir = resolve_model(args.model, log=progress)
-    context = ScoringContext(model_dir)
-    scorers = build_scorers(names, context, specs)
+    context = ScoringContext()
+    scorers = build_scorers(names, context, specs)  # bad values fail before any model work
+    model_dir = context.reference = resolve_model(args.model, log=progress)
     context.reference_model()  # a bad model path fails here, before any generation
     progress(f"sampling {settings.n_per_prompt} continuations for each of {len(prompts)} "
              f"prompts from {model_dir}")
@@ -168,7 +168,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
     emit(result, args.json, _solve_text(result))
-    return 0
+    return 0 if solution.feasible else 1
 
 
 def _solve_text(result: dict[str, Any]) -> str:
