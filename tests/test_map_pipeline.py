@@ -112,7 +112,8 @@ def test_reward_model_by_path_reads_raw_logit_or_probability(lm, tmp_path):
         RewardModelSpec.parse(f"name=rm;path={two};read=raw").build(context)
     with pytest.raises(ModelError, match="not a saved Hugging Face model"):
         RewardModelSpec.parse(f"name=rm;path={tmp_path / 'missing'}").build(context)
-    for bad, message in (("name=rm", "path= is missing"), ("name=rm;path=x;read=logit", "read 'logit'"),
+    for bad, message in (("name=rm", "path= is missing"),
+                         ("name=rm;path=x;read=logit", "read 'logit'"),
                          ("name=rm;path=x;format={prompt}", "format must be"),
                          ("name=diversity;path=x", "built-in value"),
                          ("name=rm;path=x;colour=red", "expected name=")):

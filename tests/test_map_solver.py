@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from llm_modules.alignment.map.baselines import (
@@ -16,6 +15,7 @@ from llm_modules.alignment.map.baselines import (
 from llm_modules.alignment.map.dual import DualProblem, tilt
 from llm_modules.alignment.map.feasibility import largest_step, separate
 from llm_modules.alignment.map.palette import quantile_palette
+from llm_modules.alignment.map.reference_solver import scipy_lambda
 from llm_modules.alignment.map.solver import SolverSettings, solve_palette
 
 VALUES = ("a", "b", "c")
@@ -31,32 +31,6 @@ def rewards(n: int = 4000, seed: int = 0, groups: int = 1) -> tuple[np.ndarray, 
     return matrix + 0.2 * rng.standard_normal(groups)[group][:, None], group
 
 
-def reference_lambda(matrix, palette, group=None):
-    """scipy's L-BFGS-B on the dual written out independently (raw units, no scaling)."""
-    group = np.zeros(len(matrix), dtype=int) if group is None else group
-    keys = np.unique(group)
-
-    def negative_dual(lam):
-        scores = matrix @ lam
-        logz = np.mean([logsumexp(scores[group == g]) - np.log(np.sum(group == g))
-                        for g in keys])
-        return logz - lam @ palette
-
-    def gradient(lam):
-        scores = matrix @ lam
-        levels = np.zeros(matrix.shape[1])
-        for g in keys:
-            rows = group == g
-            w = np.exp(scores[rows] - logsumexp(scores[rows]))
-            levels += w @ matrix[rows] / len(keys)
-        return levels - palette
-
-    result = minimize(negative_dual, np.zeros(matrix.shape[1]), jac=gradient,
-                      method="L-BFGS-B", bounds=[(0, None)] * matrix.shape[1],
-                      options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000})
-    return result.x
-
-
 @pytest.mark.parametrize("normalise, groups", [("pooled", 1), ("per-prompt", 40)])
 @pytest.mark.parametrize("quantiles", [(0.6, 0.6, 0.6), (0.8, 0.5, 0.7), (0.3, 0.9, 0.2)])
 def test_lambda_agrees_with_scipy_to_1e3_relative(normalise, groups, quantiles):
@@ -64,7 +38,7 @@ def test_lambda_agrees_with_scipy_to_1e3_relative(normalise, groups, quantiles):
     palette = quantile_palette(matrix, np.array(quantiles))
     solution = solve_palette(matrix, palette, VALUES, group, normalise=normalise)
     assert solution.feasible and solution.lam is not None
-    expected = reference_lambda(matrix, palette, group if normalise == "per-prompt" else None)
+    expected = scipy_lambda(matrix, palette, group if normalise == "per-prompt" else None)
     scale = np.max(np.abs(expected))
     assert scale > 0.1  # a palette that actually needs alignment
     for mine, theirs in zip(solution.lam, expected, strict=True):

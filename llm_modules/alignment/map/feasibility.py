@@ -88,19 +88,20 @@ def infeasible_verdict(
     worst = int(np.argmax(gap))
     raw_target = problem.to_raw_levels(problem.target)[worst]
     raw_bound = problem.to_raw_levels(bound)[worst]
+    best = ("the largest reward any sample has on it" if len(problem.starts) == 1 else
+            "the most any reweighting of each prompt's samples reaches on it (the mean over "
+            "prompts of each prompt's best sample)")
     if gap[worst] > BOUNDARY:
         return Verdict(False, "outside-hull",
-                       f"the level for {values[worst]!r} ({raw_target:.4g}) exceeds the largest "
-                       f"reward the samples reach on it ({raw_bound:.4g}): c is outside the "
-                       f"convex hull of the sampled rewards and the dual grows without bound "
-                       f"as lambda_{values[worst]} grows",
+                       f"the level for {values[worst]!r} ({raw_target:.4g}) exceeds {best} "
+                       f"({raw_bound:.4g}): c is outside the convex hull of the sampled rewards "
+                       f"and the dual grows without bound as lambda_{values[worst]} grows",
                        tuple(np.eye(len(values))[worst]), float(gap[worst]))
     if gap[worst] >= -BOUNDARY:
         return Verdict(False, "on-boundary",
-                       f"the level for {values[worst]!r} ({raw_target:.4g}) equals the largest "
-                       "reward the samples reach on it: reachable only in the limit lambda -> "
-                       "infinity (the dual's supremum is not attained)",
-                       tuple(np.eye(len(values))[worst]), float(gap[worst]))
+                       f"the level for {values[worst]!r} ({raw_target:.4g}) equals {best}: "
+                       "reachable only in the limit lambda -> infinity (the dual's supremum "
+                       "is not attained)", tuple(np.eye(len(values))[worst]), float(gap[worst]))
     if per_value_only:
         return None
     margin, direction = separate(problem)
