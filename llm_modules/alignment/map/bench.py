@@ -44,7 +44,8 @@ from llm_modules.models import load_causal_lm
 
 FEASIBLE = {"q50": (0.5, 0.5, 0.5), "q60": (0.6, 0.6, 0.6), "q70": (0.7, 0.7, 0.7),
             "q80": (0.8, 0.8, 0.8), "q90-70-50": (0.9, 0.7, 0.5)}
-INFEASIBLE = {"above-max": None, "q99": (0.99, 0.99, 0.99), "q99-50-99": (0.99, 0.5, 0.99)}
+# (0.99, 0.5, 0.99) was tried first: the pooled dual reached it in 2 of 3 seeds.
+INFEASIBLE = {"above-max": None, "q99": (0.99, 0.99, 0.99), "q50-995-995": (0.5, 0.995, 0.995)}
 
 
 @dataclass(frozen=True)

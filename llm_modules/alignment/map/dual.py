@@ -95,9 +95,14 @@ class Tilt:
         """Effective sample size 1 / sum w^2 (n when lambda = 0)."""
         return float(1.0 / np.sum(self.weights**2))
 
-    def level_se(self, z: np.ndarray) -> np.ndarray:
-        """Delta-method standard error of the self-normalised level estimates (z units)."""
-        return np.sqrt(np.sum(self.weights[:, None] ** 2 * (z - self.levels) ** 2, axis=0))
+    def level_se(self, z: np.ndarray, group_weight: np.ndarray) -> np.ndarray:
+        """Standard error of the level estimates (z units). Pooled: the delta method for
+        self-normalised weights. Per prompt: the prompts' tilted means are independent, so
+        their spread over the square root of their number."""
+        if len(group_weight) == 1:
+            return np.sqrt(np.sum(self.weights[:, None] ** 2 * (z - self.levels) ** 2, axis=0))
+        per_prompt = self.group_levels / group_weight[:, None]
+        return per_prompt.std(axis=0, ddof=1) / np.sqrt(len(group_weight))
 
 
 def tilt(problem: DualProblem, lam_z: np.ndarray) -> Tilt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,9 @@ def dpo(
     if not pairs:
         raise Pv4fadError("no preference pair: every prompt's samples tie on lambda . r")
     on_cpu = model.device.type == "cpu"
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        # transformers' own deprecation notices about its checkpointing flags, not ours.
+        warnings.simplefilter("ignore", FutureWarning)
         config = DPOConfig(
             output_dir=scratch, per_device_train_batch_size=settings.batch_size,
             num_train_epochs=settings.epochs, learning_rate=settings.lr, beta=settings.beta,

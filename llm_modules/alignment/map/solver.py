@@ -173,7 +173,7 @@ def solve_palette(
         verdict=Verdict.attained(iterations, norm, settings.tol),
         lam=problem.to_raw_lambda(lam_z),
         levels=problem.to_raw_levels(state.levels),
-        level_se=state.level_se(problem.z) * problem.scale,
+        level_se=state.level_se(problem.z, problem.group_weight) * problem.scale,
         kl=state.kl(lam_z),
         ess=state.ess(),
         dual_value=dual_value(problem, lam_z, state),
