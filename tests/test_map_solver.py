@@ -163,3 +163,26 @@ def test_largest_step_is_the_feasibility_boundary():
     step = largest_step(DualProblem.build(matrix, floor), np.eye(3)[0], 100.0)
     assert floor[0] + step == pytest.approx(matrix[:, 0].max())
     assert largest_step(DualProblem.build(matrix, high * 10), np.eye(3)[0], 1.0) is None
+
+
+def test_a_solver_stopped_short_says_so_instead_of_calling_a_reachable_palette_infeasible():
+    matrix, _ = rewards()
+    palette = quantile_palette(matrix, np.array([0.8, 0.8, 0.8]))
+    solution = solve_palette(matrix, palette, VALUES, settings=SolverSettings(max_iter=1))
+    assert solution.verdict.status == "undecided" and "max-iter" in solution.verdict.reason
+    assert solution.verdict.margin < 0
+
+
+def test_per_prompt_level_interval_is_the_spread_of_the_prompts_tilted_means():
+    matrix, group = rewards(groups=50)
+    palette = quantile_palette(matrix, np.array([0.7, 0.7, 0.7]))
+    solution = solve_palette(matrix, palette, VALUES, group, normalise="per-prompt")
+    scores = matrix @ solution.lam
+    per_prompt = []
+    for key in np.unique(group):
+        rows = group == key
+        w = np.exp(scores[rows] - logsumexp(scores[rows]))
+        per_prompt.append(w @ matrix[rows])
+    per_prompt = np.array(per_prompt)
+    assert np.allclose(solution.levels, per_prompt.mean(axis=0))
+    assert np.allclose(solution.level_se, per_prompt.std(axis=0, ddof=1) / np.sqrt(50))

@@ -190,7 +190,7 @@ def _solve_text(result: dict[str, Any]) -> str:
 
 
 def cmd_realise(args: argparse.Namespace) -> int:
-    from llm_modules.alignment.map.realisation import realise
+    from llm_modules.alignment.map.realisation import RealiseRequest, realise
 
     solution = read_json(args.solution, "solution", ("values", "palette", "lambda", "feasible",
                                                      "verdict", "normalise"))
@@ -203,7 +203,10 @@ def cmd_realise(args: argparse.Namespace) -> int:
                                 seed=args.seed)
     if args.method != "decode":
         finetune.check()
-    summary = realise(args, solution, finetune, log=progress)
+    request = RealiseRequest(args.samples, args.method, args.out, args.model, args.prompts,
+                             args.prompt_count, args.prompt_seed, args.m, args.eval_n,
+                             args.seed)
+    summary = realise(request, solution, finetune, log=progress)
     after = summary["after"]
     human = "\n".join(
         f"{name:16s} target {t:9.4g}  before {b:9.4g}  after {a:9.4g} ± {ci:.2g}  "
@@ -234,7 +237,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         frontier = pareto_frontier(samples.columns(names), np.asarray(solution["palette"]),
                                    (names.index(pair[0]), names.index(pair[1])), lam,
                                    solution.get("kl"), groups)
-    elif args.pareto or len(names) >= 2:
+    elif args.pareto:
         raise Pv4fadError(f"--pareto {args.pareto!r}: name two different palette values "
                           f"({', '.join(names)})")
     files = write_report(args.out, solution, realised, frontier,

@@ -218,7 +218,9 @@ def render(result: dict[str, Any]) -> str:
         seeds=len(result["per_seed"]), values=", ".join(bench["values"]),
         sd=", ".join(f"{v} {sd:.3g}" for v, sd in zip(bench["values"], first["reward_sd"],
                                                         strict=True)),
-        lm=result["lm_seconds"], tuned=tuned or "none", outputs=bench["finetune_outputs"],
+        lm=(f"built in {result['lm_seconds']:.0f} s" if result["lm_seconds"] > 1
+            else "reused from the cache; building it takes about 35 s"),
+        tuned=tuned or "none", outputs=bench["finetune_outputs"],
         palette=bench["finetune_palette"], randoms=bench["random_lambdas"])
     timing = result["timing"]
     parts = [
@@ -251,7 +253,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 SETUP = """Built-in reference LM: a 2-layer GPT-2 (width 128, word-level tokenizer) trained here on
-6,000 generated customer remarks about banking ({lm:.0f} s to build, or 0 when cached).
+6,000 generated customer remarks about banking ({lm}).
 Values: {values} (built-in; reward standard deviations on p0 {sd}). Per seed: {prompts}
 built-in prompts x {n} continuations from p0 as the reference samples; separately {fresh}
 fresh prompts x {n} fresh candidates (the decoder's m = {n}); {seeds} seeds; medians
@@ -289,9 +291,9 @@ ADJUST_NOTE = """From the q50 palette: the largest reachable positiveness with t
 levels kept (exact on the samples, a linear program), and how far along the segment from
 q50 toward q99 the palette stays reachable (rho in [0, 1])."""
 
-FINETUNE_NOTE = """Fine-tuning realisations of the {palette} palette's per-prompt lambda, trained on the
-seed's reference samples, measured on fresh prompts (no level was tuned to pass: these
-are reported as measured)."""
+FINETUNE_NOTE = """Fine-tuning realisations of the {palette} palette's per-prompt lambda,
+trained on the seed's reference samples, measured on fresh prompts (no setting was tuned to
+pass: these are reported as measured)."""
 
 TIMING_NOTE = """{prompts} built-in prompts x {n} continuations scored on all six built-in
 values ({generation:.0f} s to generate and score); palette at each value's mean + 0.3 sd;

@@ -47,10 +47,12 @@ class Verdict:
                    "the tilted samples meet every level")
 
     @classmethod
-    def undecided(cls, iterations: int, norm: float) -> Verdict:
+    def undecided(cls, iterations: int, norm: float, margin: float) -> Verdict:
         return cls(False, "undecided",
                    f"the solver stopped after {iterations} iterations with a level gap of "
-                   f"{norm:.1e} sd although the palette is inside the hull; raise --max-iter")
+                   f"{norm:.1e} sd although the palette is inside the hull by {-margin:.2g} "
+                   "sd: it is reachable only with nearly all weight on a few samples (raise "
+                   "--max-iter, or lower the levels)", margin=margin)
 
 
 def separate(problem: DualProblem) -> tuple[float, np.ndarray]:
@@ -79,10 +81,12 @@ def _describe(direction: np.ndarray, values: tuple[str, ...]) -> str:
 
 
 def infeasible_verdict(
-    problem: DualProblem, values: tuple[str, ...], per_value_only: bool = False
+    problem: DualProblem, values: tuple[str, ...], per_value_only: bool = False,
+    undecided: tuple[int, float] | None = None,
 ) -> Verdict | None:
     """The reason the palette cannot be reached, or None when it can. The per-value check
-    is cheap; the joint one solves `separate`."""
+    is cheap; the joint one solves `separate`. `undecided` (iterations, gap) is the state of
+    a solver that stopped short: reported when the palette turns out reachable."""
     bound = problem.reachable_bound()
     gap = problem.target - bound
     worst = int(np.argmax(gap))
@@ -106,7 +110,7 @@ def infeasible_verdict(
         return None
     margin, direction = separate(problem)
     if margin < -BOUNDARY:
-        return None
+        return None if undecided is None else Verdict.undecided(*undecided, margin)
     combination = _describe(direction, values)
     if margin <= BOUNDARY:
         return Verdict(False, "on-boundary",

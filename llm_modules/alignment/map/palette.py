@@ -24,7 +24,6 @@ from llm_modules.alignment.map.samples import SampleSet
 from llm_modules.alignment.map.solver import (
     PaletteSolution,
     SolverSettings,
-    evaluate_lambda,
     solve_palette,
 )
 
@@ -155,11 +154,3 @@ def analyse(
         out["random_lambda"] = random_lambda_baseline(problem, solution, random_lambdas, seed)
     return out
 
-
-def lambda_levels(
-    samples: SampleSet, palette: Palette, lam: np.ndarray, normalise: str
-) -> dict[str, Any]:
-    """Levels, KL and ESS that a given lambda implies on these samples."""
-    result = evaluate_lambda(_problem(samples, palette, normalise), lam)
-    return {key: (value.tolist() if isinstance(value, np.ndarray) else value)
-            for key, value in result.items()}

@@ -4,13 +4,14 @@ and measure each value on fresh generations against the palette."""
 from __future__ import annotations
 
 import json
-from argparse import Namespace
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from federation.errors import Pv4fadError
 from llm_modules.alignment.map.finetune import FinetuneSettings, finetune_realisation
 from llm_modules.alignment.map.realise import (
     decode_realisation,
@@ -27,6 +28,22 @@ from llm_modules.alignment.map.sampling import (
 from llm_modules.models import load_causal_lm
 
 
+@dataclass(frozen=True)
+class RealiseRequest:
+    """What to realise and how to measure it (the `align realise` options)."""
+
+    samples: str
+    method: str  # decode | dpo | weighted-sft
+    out: str
+    model: str | None = None  # default: the model named in the samples header
+    prompts: str = "builtin"
+    prompt_count: int = 500
+    prompt_seed: int = 2
+    m: int | None = None  # decode: candidates per prompt (default: the samples' n)
+    eval_n: int = 4  # fine-tuning: fresh outputs per prompt
+    seed: int = 0
+
+
 def _write_rows(path: Path, candidates: Any, rows: np.ndarray, values: tuple[str, ...]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
@@ -38,7 +55,7 @@ def _write_rows(path: Path, candidates: Any, rows: np.ndarray, values: tuple[str
 
 
 def realise(
-    args: Namespace, solution: dict[str, Any], finetune: FinetuneSettings,
+    args: RealiseRequest, solution: dict[str, Any], finetune: FinetuneSettings,
     log: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Realise `solution` as `args.method` says; writes realised.jsonl and summary.json
@@ -47,6 +64,8 @@ def realise(
     values, target = tuple(solution["values"]), np.asarray(solution["palette"])
     lam = np.asarray(solution["lambda"])
     samples.columns(values, where=args.samples)  # the samples must carry every value
+    if not (args.model or samples.header.get("model")):
+        raise Pv4fadError(f"{args.samples}: the header names no model; give --model")
     model_dir = Path(args.model or samples.header["model"])
     model, tokenizer = load_causal_lm(model_dir)
     # Values are defined by the reference model, also when scoring a fine-tuned one.
@@ -60,7 +79,10 @@ def realise(
                                "reference_model": str(model_dir), "prompts": len(prompts),
                                "normalise": solution["normalise"]}
     if args.method == "decode":
-        m = args.m or int(samples.header["generation"]["n_per_prompt"])
+        m = args.m or samples.header.get("generation", {}).get("n_per_prompt")
+        if not isinstance(m, int) or m < 1:
+            raise Pv4fadError(f"{args.samples}: the header gives no continuations per "
+                              "prompt; give --m")
         settings = GenerationSettings(n_per_prompt=m, seed=args.seed)
         log(f"decoding: {m} fresh candidates for each of {len(prompts)} prompts")
         candidates = fresh_candidates(model, tokenizer, prompts, scorers, settings, log)

@@ -166,7 +166,7 @@ def solve_palette(
         return PaletteSolution(verdict=verdict, seconds=time.perf_counter() - started, **common)
     lam_z, state, iterations, norm, converged = maximise_dual(problem, settings)
     if not converged:
-        verdict = infeasible_verdict(problem, values) or Verdict.undecided(iterations, norm)
+        verdict = infeasible_verdict(problem, values, undecided=(iterations, norm))
         return PaletteSolution(verdict=verdict, iterations=iterations, gradient_norm=norm,
                                seconds=time.perf_counter() - started, **common)
     return PaletteSolution(
@@ -183,10 +183,3 @@ def solve_palette(
         **common,
     )
 
-
-def evaluate_lambda(problem: DualProblem, lam: np.ndarray) -> dict[str, Any]:
-    """Levels, KL and ESS of p_lambda for a given (not necessarily optimal) lambda."""
-    lam_z = problem.to_z_lambda(lam)
-    state = tilt(problem, lam_z)
-    return {"levels": problem.to_raw_levels(state.levels), "kl": state.kl(lam_z),
-            "ess": state.ess(), "dual_value": dual_value(problem, lam_z, state)}
