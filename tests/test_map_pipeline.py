@@ -219,6 +219,8 @@ def test_infeasible_palette_exits_1_with_its_reason(samples_file, capsys):
     (["solve", "--samples", "{samples}", "--palette", "positiveness"], "expected name=LEVEL"),
     (["solve", "--samples", "{samples}", "--palette", "positiveness=1", "--raise",
       "coherence"], "not in the palette"),
+    (["solve", "--samples", "{samples}", "--palette", "positiveness=1", "--toward",
+      "coherence=1"], "same values in the same order"),
     (["sample", "--model", "{missing}", "--out", "{out}"], "is not a directory"),
     (["sample", "--values", "kindness", "--out", "{out}"], "unknown value"),
     (["sample", "--prompts", "{missing}", "--out", "{out}"], "prompts file"),

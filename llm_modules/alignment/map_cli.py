@@ -153,7 +153,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
     palette = parse_palette(args.palette, samples)
     other = parse_palette(args.toward, samples, "--toward") if args.toward else None
     if args.raise_value and args.raise_value not in palette.values:
-        raise Pv4fadError(f"--raise {args.raise_value!r} is not in the palette")
+        raise Pv4fadError(f"--raise {args.raise_value!r} is not in the palette "
+                          f"({', '.join(palette.values)})")
+    if other is not None and other.values != palette.values:
+        raise Pv4fadError("--toward must name the same values in the same order as --palette "
+                          f"({', '.join(palette.values)})")
     settings = SolverSettings(args.tol, args.max_iter)
     solution = solve(samples, palette, args.normalise, settings)
     result = {"samples_file": args.samples, **solution.to_json(),

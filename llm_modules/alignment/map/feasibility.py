@@ -81,12 +81,10 @@ def _describe(direction: np.ndarray, values: tuple[str, ...]) -> str:
 
 
 def infeasible_verdict(
-    problem: DualProblem, values: tuple[str, ...], per_value_only: bool = False,
-    undecided: tuple[int, float] | None = None,
+    problem: DualProblem, values: tuple[str, ...], per_value_only: bool = False
 ) -> Verdict | None:
     """The reason the palette cannot be reached, or None when it can. The per-value check
-    is cheap; the joint one solves `separate`. `undecided` (iterations, gap) is the state of
-    a solver that stopped short: reported when the palette turns out reachable."""
+    is cheap; the joint one solves `separate`."""
     bound = problem.reachable_bound()
     gap = problem.target - bound
     worst = int(np.argmax(gap))
@@ -110,7 +108,7 @@ def infeasible_verdict(
         return None
     margin, direction = separate(problem)
     if margin < -BOUNDARY:
-        return None if undecided is None else Verdict.undecided(*undecided, margin)
+        return None
     combination = _describe(direction, values)
     if margin <= BOUNDARY:
         return Verdict(False, "on-boundary",
@@ -123,6 +121,18 @@ def infeasible_verdict(
                    f"{margin:.3g} sd more than the best sample gives, so c is outside the "
                    f"convex hull of the sampled rewards and the dual grows without bound along "
                    "lambda in that direction", tuple(direction), margin)
+
+
+def stopped_short_verdict(
+    problem: DualProblem, values: tuple[str, ...], iterations: int, gap: float
+) -> Verdict:
+    """For a solver that stopped before the tolerance: why the palette is unreachable, or,
+    when it is reachable after all, that the solver could not finish."""
+    verdict = infeasible_verdict(problem, values)
+    if verdict is not None:
+        return verdict
+    margin, _ = separate(problem)
+    return Verdict.undecided(iterations, gap, margin)
 
 
 def largest_step(

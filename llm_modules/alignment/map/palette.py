@@ -112,9 +112,8 @@ def raise_value(
     samples: SampleSet, palette: Palette, value: str, normalise: str,
     settings: SolverSettings | None = None,
 ) -> dict[str, Any]:
-    """The largest level of `value` reachable with the other levels kept."""
-    if value not in palette.values:
-        raise Pv4fadError(f"--raise {value!r} is not in the palette ({', '.join(palette.values)})")
+    """The largest level of `value` (one of the palette's) reachable with the other levels
+    kept."""
     index = palette.values.index(value)
     column = samples.columns([value])[:, 0]
     upper = float(column.max() - palette.levels[index])
@@ -129,10 +128,8 @@ def toward(
     samples: SampleSet, palette: Palette, other: Palette, normalise: str,
     settings: SolverSettings | None = None,
 ) -> dict[str, Any]:
-    """How far along the segment from `palette` to `other` stays reachable (rho in [0, 1])."""
-    if other.values != palette.values:
-        raise Pv4fadError(f"--toward must name the same values in the same order as --palette "
-                          f"({', '.join(palette.values)})")
+    """How far along the segment from `palette` to `other` (the same values in the same
+    order) stays reachable (rho in [0, 1])."""
     result = adjust_along(samples, palette, other.levels - palette.levels, 1.0, normalise,
                           settings)
     return {"toward": other.levels.tolist(), **result}

@@ -69,7 +69,7 @@ def realise(
     model_dir = Path(args.model or samples.header["model"])
     model, tokenizer = load_causal_lm(model_dir)
     # Values are defined by the reference model, also when scoring a fine-tuned one.
-    context = ScoringContext(model_dir, _loaded=(model, tokenizer))
+    context = ScoringContext(model_dir, loaded=(model, tokenizer))
     scorers = scorers_from_header(samples.header, values, context)
     prompts = load_prompts(args.prompts, args.prompt_count, args.prompt_seed)
     out = Path(args.out)

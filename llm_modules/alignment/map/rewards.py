@@ -50,16 +50,16 @@ class ScoringContext:
 
     reference: Path | None = None
     batch_size: int = 128
-    _loaded: tuple[Any, Any] | None = field(default=None, repr=False)
+    loaded: tuple[Any, Any] | None = field(default=None, repr=False)
 
     def reference_model(self) -> tuple[Any, Any]:
         if self.reference is None:
             raise Pv4fadError("this value needs the reference model (give --model)")
-        if self._loaded is None:
+        if self.loaded is None:
             from llm_modules.models import load_causal_lm
 
-            self._loaded = load_causal_lm(self.reference)
-        return self._loaded
+            self.loaded = load_causal_lm(self.reference)
+        return self.loaded
 
 
 ValueFactory = Callable[[ScoringContext], ValueScorer]

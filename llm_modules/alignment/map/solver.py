@@ -26,7 +26,11 @@ from llm_modules.alignment.map.dual import (
     dual_value,
     tilt,
 )
-from llm_modules.alignment.map.feasibility import Verdict, infeasible_verdict
+from llm_modules.alignment.map.feasibility import (
+    Verdict,
+    infeasible_verdict,
+    stopped_short_verdict,
+)
 
 DIVERGED = 1e3  # |lambda_z| past this: weights sit on the single extreme sample
 
@@ -124,10 +128,10 @@ def line_search(
 
 
 def maximise_dual(
-    problem: DualProblem, settings: SolverSettings, start: np.ndarray | None = None
+    problem: DualProblem, settings: SolverSettings
 ) -> tuple[np.ndarray, Tilt, int, float, bool]:
-    """(lambda_z, tilt, iterations, projected-gradient norm, converged)."""
-    lam_z = np.zeros(problem.z.shape[1]) if start is None else start.copy()
+    """(lambda_z, tilt, iterations, projected-gradient norm, converged), from lambda = 0."""
+    lam_z = np.zeros(problem.z.shape[1])
     state = tilt(problem, lam_z)
     value = dual_value(problem, lam_z, state)
     norm = np.inf
@@ -166,7 +170,7 @@ def solve_palette(
         return PaletteSolution(verdict=verdict, seconds=time.perf_counter() - started, **common)
     lam_z, state, iterations, norm, converged = maximise_dual(problem, settings)
     if not converged:
-        verdict = infeasible_verdict(problem, values, undecided=(iterations, norm))
+        verdict = stopped_short_verdict(problem, values, iterations, norm)
         return PaletteSolution(verdict=verdict, iterations=iterations, gradient_norm=norm,
                                seconds=time.perf_counter() - started, **common)
     return PaletteSolution(
