@@ -98,7 +98,7 @@ def _insult(rng: random.Random, topic: str) -> str:
 
 
 def remark(rng: random.Random) -> Remark:
-    """One remark of two to four clauses, ending with ` .`"""
+    """One remark: two or three clauses, perhaps an insult and a polite phrase, then ` .`"""
     topic, mood = rng.choice(list(TOPICS)), rng.choice(MOODS)
     clauses, valence = [], 0
     for index in range(rng.randint(2, 3)):
