@@ -166,22 +166,16 @@ flwr_op ls --format json >/dev/null 2>&1 || { say "SuperLink did not come up on 
 say "SuperLink up on $link ($([[ $insecure == 1 ]] && echo insecure || echo TLS + SuperNode auth))"
 
 # -- identities and policies: what each party does on its own machine before joining --------
-# Each party makes its X25519 identity and pins every peer's public key in its own policy
-# (here the out-of-band exchange is this loop); the coordinator never relays keys.
-declare -A public_key
-for pid in "${party_ids[@]}"; do
-    mkdir -p "$out/run/parties/$pid"
-    public_key[$pid]=$("$venv/bin/pv4fad" party init --out "$out/run/parties/$pid" --json \
-        | "$py" -c 'import json, sys; print(json.load(sys.stdin)["public_key"])')
-done
-for pid in "${party_ids[@]}"; do
-    pins=()
-    for peer in "${party_ids[@]}"; do
-        [[ $peer == "$pid" ]] || pins+=(--pin "$peer=${public_key[$peer]}")
-    done
-    "$venv/bin/pv4fad" party policy --out "$out/run/parties/$pid/policy.json" "${pins[@]}" \
-        >/dev/null
-done
+# Each party makes its X25519 identity (`pv4fad party init`) and pins every peer's public
+# key in its own policy (`pv4fad party policy`); the coordinator never relays keys. Here the
+# out-of-band exchange is one step, with the protocol's default limits.
+"$py" - "$out/run/parties" "$parties" <<'PY'
+import sys
+from pathlib import Path
+from federation.config import ProtocolConfig
+from federation.simulate import prepare_parties
+prepare_parties(Path(sys.argv[1]), sys.argv[2].split(","), ProtocolConfig())
+PY
 
 # -- SuperNodes: one per party, each dialling out to the SuperLink only --------------------
 for i in "${!party_ids[@]}"; do
