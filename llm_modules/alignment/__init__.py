@@ -1,0 +1,1 @@
+"""Alignment of causal LMs: preference post-training and multi-objective alignment."""
