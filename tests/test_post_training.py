@@ -295,3 +295,19 @@ def test_lora_trains_adapters_and_saves_a_merged_model(task_dir, tmp_path):
     assert model_digest(merged) == result["digest"] != model_digest(base)
     # Embeddings are not adapted: only the linear layers' merged updates moved.
     assert torch.equal(merged.transformer.wte.weight, base.transformer.wte.weight)
+
+
+def test_reference_model_option(task_dir, tmp_path):
+    from llm_modules.alignment.post_training_run import run_post_training
+    from llm_modules.models import ModelError, save_causal_lm
+
+    data = PostTrainingData.from_files(str(task_dir / "sft.jsonl"),
+                                       str(task_dir / "preference.jsonl"))
+    config = PostTrainConfig(method="dpo", lam=1.0, steps=3)
+    default = run_post_training(task_dir / "base", data, config)
+    explicit = run_post_training(task_dir / "base", data, config, reference_path=task_dir / "base")
+    assert explicit["digest"] == default["digest"]  # the starting model is the default pi_ref
+    other = word_level_tokenizer(["some other words"])
+    save_causal_lm(tiny_causal_lm(TinyModelConfig(width=32), other, 0), other, tmp_path / "other")
+    with pytest.raises(ModelError, match="different tokenizer"):
+        run_post_training(task_dir / "base", data, config, reference_path=tmp_path / "other")

@@ -42,7 +42,7 @@ class PostTrainConfig:
     batch_size: int = 16
     beta: float = 0.1  # DPO inverse temperature
     max_grad_norm: float = 1.0
-    schedule: str = "constant"
+    schedule: str = "cosine"  # decaying: a constant rate leaves ALRIGHT's last iterate noisy
     warmup_steps: int = 0
     refresh_every: int = 10  # MAXRIGHT: re-evaluate both gaps every this many steps
     sft_opt: float = 0.0  # f_SFT*, for MAXRIGHT's gaps (0 when unknown)
@@ -101,12 +101,20 @@ class Objectives:
             "dpo": BatchStream(len(data.pairs), config.batch_size, config.seed * 2 + 2),
         }
         self.updates = dict.fromkeys(OBJECTIVES, 0)
+        # The batch last built for each objective: a peeked batch is reused by the update.
+        self._built: dict[str, tuple[list[int], tuple]] = {}
 
     def _loss(self, name: str, rows: list[int]) -> torch.Tensor:
+        cached = self._built.get(name)
+        if cached is None or cached[0] != rows:
+            if name == "sft":
+                cached = (rows, (self.data.sft_batch(rows, self.device),))
+            else:
+                cached = (rows, self.data.pair_batch(rows, self.device))
+            self._built[name] = cached
         if name == "sft":
-            return sft_loss(self.model, self.data.sft_batch(rows, self.device))
-        batch, reference = self.data.pair_batch(rows, self.device)
-        return preference_loss(self.model, batch, reference, self.beta)
+            return sft_loss(self.model, *cached[1])
+        return preference_loss(self.model, *cached[1], self.beta)
 
     def loss(self, name: str) -> torch.Tensor:
         """The objective's loss on its next batch, with gradients; consumes the batch."""

@@ -54,11 +54,14 @@ class BenchSettings:
         steps=300, lr=1e-3, batch_size=16, beta=0.1, schedule="cosine", eval_every=30))
 
 
-def settings(quick: bool, seeds: int | None = None) -> BenchSettings:
-    """Full: 3 seeds, 300 steps per run. Quick: 1 seed, 150 steps, a smaller task."""
+def settings(quick: bool, seeds: int | None = None, **train: float | str) -> BenchSettings:
+    """Full: 3 seeds, 300 steps per run. Quick: 1 seed, 150 steps, a smaller task.
+    `train` overrides trainer settings of every run (e.g. beta, schedule)."""
     if seeds is not None and seeds < 1:
         raise Pv4fadError(f"--seeds must be at least 1, got {seeds}")
     full = BenchSettings()
+    full = replace(full, train=replace(full.train, **train))
+    full.train.check()
     if not quick:
         return replace(full, seeds=tuple(range(seeds or 3)))
     return replace(
@@ -112,14 +115,44 @@ def build_base(
     return model, tokenizer, task, loss
 
 
+class _RssSampler:
+    """The process's resident set, sampled every 5 ms by one thread for the whole process
+    life (a thread per run would add its own heap arena to every measurement)."""
+
+    _shared: _RssSampler | None = None
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self.lock = threading.Lock()  # a reset must not be overwritten by an older peak
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while True:
+            rss = self.process.memory_info().rss
+            with self.lock:
+                self.peak = max(self.peak, rss)
+            time.sleep(0.005)
+
+    @classmethod
+    def get(cls) -> _RssSampler:
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
+
+    def reset(self) -> int:
+        with self.lock:
+            self.peak = self.process.memory_info().rss
+            return self.peak
+
+
 class PeakMemory:
     """Peak memory of a block above its start, in MiB: CUDA's allocator peak on a GPU,
-    else the process's resident set sampled every 5 ms (freed heap handed back first, so
-    one run's leftovers do not hide the next one's growth)."""
+    else the process's resident set (freed heap handed back to the system first, so one
+    run's leftovers do not hide the next one's growth)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.peak_mib = device, 0.0
-        self._stop = threading.Event()
 
     def __enter__(self) -> PeakMemory:
         gc.collect()
@@ -127,25 +160,17 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
             return self
+        sampler = _RssSampler.get()
         _trim_heap()
-        process = psutil.Process()
-        self._start = self._peak = process.memory_info().rss
-
-        def sample() -> None:
-            while not self._stop.wait(0.005):
-                self._peak = max(self._peak, process.memory_info().rss)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
+        self._start = sampler.reset()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(self.device)
         else:
-            self._stop.set()
-            self._thread.join()
-            peak = max(self._peak, psutil.Process().memory_info().rss)
+            sampler = _RssSampler.get()
+            peak = max(sampler.peak, sampler.process.memory_info().rss)
         self.peak_mib = (peak - self._start) / 2**20
 
 
@@ -268,9 +293,11 @@ def run_benchmark(
     seeds: int | None = None,
     log: Callable[[str], None] = lambda _m: None,
     on_seed: Callable[[dict], None] | None = None,
+    **train: float | str,
 ) -> dict:
-    """Run every seed; `on_seed` gets the result so far after each (partial results kept)."""
-    bench = settings(quick, seeds)
+    """Run every seed; `on_seed` gets the result so far after each (partial results kept);
+    `train` overrides trainer settings (see `settings`)."""
+    bench = settings(quick, seeds, **train)
     started = time.perf_counter()
     # Tiny models gain nothing from intra-op threads; one thread also makes runs
     # reproducible bit for bit and keeps timings comparable under a shared machine.
