@@ -9,7 +9,7 @@ sensitivity run: it gets its own block, plot and result directory, named by `--t
 
     .venv/bin/python bench/bench_post_training.py             # 3 seeds, under 20 min on 2 cores
     .venv/bin/python bench/bench_post_training.py --quick     # 1 seed, under 3 min
-    .venv/bin/python bench/bench_post_training.py --schedule constant --tag constant-lr
+    .venv/bin/python bench/bench_post_training.py --schedule cosine --tag cosine-lr
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--beta", type=float, help="DPO beta of every run (default 0.1)")
-    parser.add_argument("--schedule", help="learning-rate schedule (default cosine)")
+    parser.add_argument("--schedule", help="learning-rate schedule (default constant)")
     parser.add_argument("--tag", default="main", help="name of this run's block and files")
     parser.add_argument("--section", default="docs/benchmarks/post_training.md",
                         help="section file to update ('' to leave it alone)")

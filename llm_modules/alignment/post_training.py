@@ -42,7 +42,7 @@ class PostTrainConfig:
     batch_size: int = 16
     beta: float = 0.1  # DPO inverse temperature
     max_grad_norm: float = 1.0
-    schedule: str = "cosine"  # decaying: a constant rate leaves ALRIGHT's last iterate noisy
+    schedule: str = "constant"  # as the paper's code; one schedule spans every stage
     warmup_steps: int = 0
     refresh_every: int = 10  # MAXRIGHT: re-evaluate both gaps every this many steps
     sft_opt: float = 0.0  # f_SFT*, for MAXRIGHT's gaps (0 when unknown)

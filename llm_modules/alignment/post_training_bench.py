@@ -51,7 +51,7 @@ class BenchSettings:
     base_epochs: int = 60
     base_lr: float = 3e-3
     train: PostTrainConfig = field(default_factory=lambda: PostTrainConfig(
-        steps=300, lr=1e-3, batch_size=16, beta=0.1, schedule="cosine", eval_every=30))
+        steps=300, lr=1e-3, batch_size=16, beta=0.1, schedule="constant", eval_every=30))
 
 
 def settings(quick: bool, seeds: int | None = None, **train: float | str) -> BenchSettings:

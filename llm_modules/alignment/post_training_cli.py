@@ -30,7 +30,7 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--lr", type=float, default=1e-3)
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--beta", type=float, default=0.1, help="DPO inverse temperature")
-    run.add_argument("--schedule", default="cosine", choices=SCHEDULES)
+    run.add_argument("--schedule", default="constant", choices=SCHEDULES)
     run.add_argument("--warmup-steps", type=int, default=0)
     run.add_argument("--refresh-every", type=int, default=10,
                      help="MAXRIGHT: re-evaluate both gaps every this many steps")
