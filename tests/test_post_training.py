@@ -40,6 +40,16 @@ from llm_modules.models import TinyModelConfig, tiny_causal_lm, word_level_token
 TASK = generate_task(TaskConfig(n_objects=12, seed=5))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine two threads
+    spinning at each op's barrier make them many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     tokenizer = word_level_tokenizer(TASK.texts())
@@ -311,3 +321,40 @@ def test_reference_model_option(task_dir, tmp_path):
     save_causal_lm(tiny_causal_lm(TinyModelConfig(width=32), other, 0), other, tmp_path / "other")
     with pytest.raises(ModelError, match="different tokenizer"):
         run_post_training(task_dir / "base", data, config, reference_path=tmp_path / "other")
+
+
+def _fake_seed(seed: int, distances: dict[str, float], seconds: dict[str, float]) -> dict:
+    """A seed's scored runs at lambda 0.5 with given distances (f_DPO at its optimum)."""
+    from llm_modules.alignment.post_training_bench import score
+
+    optimum = {"sft_held_out": 1.0, "dpo_held_out": 0.5, "sft_train": 0.0, "dpo_train": 0.0}
+    runs = {}
+    for method, distance in distances.items():
+        run = {"method": method, "lam": 0.5, "final_sft": 1.0 + distance, "final_dpo": 0.5,
+               "seconds": seconds[method], "cpu_seconds": seconds[method], "peak_mib": 1.0,
+               "updates": {"sft": 5, "dpo": 5}, "trajectory": []}
+        runs[f"{method}@0.5"] = score(run, optimum)
+    return {"seed": seed, "optimum": optimum, "runs": runs}
+
+
+def test_benchmark_scores_and_verdicts():
+    from llm_modules.alignment.post_training_bench import summarise
+    from llm_modules.alignment.post_training_report import pareto_front
+
+    distances = {"sft-then-dpo": 3.0, "dpo-then-sft": 1.0, "mix": 0.2, "alright": 0.5,
+                 "maxright": 1.5}
+    seconds = {"sft-then-dpo": 10.0, "dpo-then-sft": 10.0, "mix": 20.0, "alright": 10.5,
+               "maxright": 12.0}
+    per_seed = [_fake_seed(s, distances, seconds) for s in range(3)]
+    run = per_seed[0]["runs"]["alright@0.5"]
+    assert run["distance"] == pytest.approx(0.5)
+    assert run["weighted_gap"] == pytest.approx(0.25)  # (1 - 0.5) * 0.5 + 0.5 * 0
+    summary = summarise(per_seed, (0.5,))
+    assert summary["table"]["mix@0.5"]["seconds_ratio"]["median"] == pytest.approx(2.0)
+    assert summary["verdict"]["alright@0.5"] == {
+        "closer_than_both_sequential": True, "time_within_limit": True,
+        "cpu_time_within_limit": True}
+    assert summary["verdict"]["maxright@0.5"] == {  # farther than DPO->SFT, 1.2x the time
+        "closer_than_both_sequential": False, "time_within_limit": False,
+        "cpu_time_within_limit": False}
+    assert pareto_front([(1, 3), (2, 2), (3, 3), (2, 1)]) == [(1, 3), (2, 1)]

@@ -116,13 +116,20 @@ def _human(result: dict) -> str:
 def cmd_task(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    import torch
+
     from llm_modules.alignment.post_training_bench import build_base, settings
     from llm_modules.alignment.post_training_data import save_jsonl
     from llm_modules.models import save_causal_lm
 
     progress(f"generating the task for seed {args.seed} and training its base model")
     bench = settings(args.quick)
-    model, tokenizer, task, loss = build_base(args.seed, replace(bench, seeds=(args.seed,)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: more intra-op threads only add contention
+    try:
+        model, tokenizer, task, loss = build_base(args.seed, replace(bench, seeds=(args.seed,)))
+    finally:
+        torch.set_num_threads(threads)
     out = Path(args.out)
     files = {
         "sft": task.sft_train, "preference": task.preference_train,

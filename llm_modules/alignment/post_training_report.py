@@ -64,6 +64,12 @@ def front_keys(result: dict) -> list[tuple[float, str]]:
     return [(0.0, "sft@0"), *[(lam, f"mix@{lam:g}") for lam in lambdas], (1.0, "dpo@1")]
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats in both coordinates (lower is better), by f_SFT."""
+    return sorted(p for p in points
+                  if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points))
+
+
 def median_trajectory(result: dict, key: str) -> tuple[list[float], list[float]]:
     """Element-wise median over seeds of the held-out (f_SFT, f_DPO) trajectory."""
     runs = [s["runs"][key]["trajectory"] for s in result["per_seed"]]
@@ -83,12 +89,12 @@ def plot_trajectories(result: dict, path: str | Path) -> Path:
 
     lambdas = result["settings"]["lambdas"]
     table, optimum = result["summary"]["table"], result["summary"]["optimum"]
-    front = sorted((table[k]["final_sft"]["median"], table[k]["final_dpo"]["median"])
-                   for _, k in front_keys(result))
+    front = pareto_front([(table[k]["final_sft"]["median"], table[k]["final_dpo"]["median"])
+                          for _, k in front_keys(result)])
     figure, axes = plt.subplots(1, len(lambdas), figsize=(5.2 * len(lambdas), 4.6), squeeze=False)
     for axis, lam in zip(axes[0], lambdas, strict=True):
         axis.plot(*zip(*front, strict=True), "k--", lw=1, marker="s", ms=4,
-                  label="Mix front (lambda 0..1)")
+                  label="Mix front (non-dominated, lambda 0..1)")
         for method in METHODS:
             xs, ys = median_trajectory(result, f"{method}@{lam:g}")
             line, = axis.plot(xs, ys, lw=1.4, alpha=0.85, label=method)
