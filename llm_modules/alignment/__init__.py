@@ -1,1 +1,2 @@
-"""LLM alignment: MAP, the multi-human-value alignment palette (`map/`, docs/alignment.md)."""
+"""Alignment of causal LMs: MAP value palettes (`map/`, docs/alignment.md) and joint SFT +
+preference post-training (`post_training*.py`, docs/post_training.md)."""
