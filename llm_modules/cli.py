@@ -6,7 +6,10 @@ import argparse
 import importlib
 
 # Modules exposing `register_llm(subparsers)`, one per LLM feature.
-LLM_COMMAND_MODULES: tuple[str, ...] = ("llm_modules.unlearning.cli",)
+LLM_COMMAND_MODULES: tuple[str, ...] = (
+    "llm_modules.unlearning.cli",
+    "llm_modules.calibration.cli",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

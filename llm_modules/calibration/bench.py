@@ -1,0 +1,220 @@
+"""The LinC benchmark: the main grid (grid.py), then the sensitivity of accuracy to the
+demonstrations' order and label proportions, pooled reliability diagrams and entropy
+histograms, and federated LinC against pooled and owner-alone fitting."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import numpy as np
+
+from federation.errors import Pv4fadError
+from llm_modules.calibration.calibrators import LinC
+from llm_modules.calibration.federated import CalibrationJob, Federate, FederatedLinCConfig
+from llm_modules.calibration.grid import (
+    BenchSettings,
+    BenchTask,
+    Log,
+    calibrated,
+    demonstrations_for,
+    evaluate,
+    methods,
+    run_grid,
+    score_prompt,
+    spread,
+    summarise,
+    tune_linc,
+    validation_subset,
+)
+from llm_modules.calibration.metrics import (
+    entropy_histogram,
+    expected_calibration_error,
+    reliability,
+)
+from llm_modules.calibration.metrics import spread as accuracy_spread
+from llm_modules.calibration.prompts import permutations, with_label_counts
+from llm_modules.calibration.scoring import LabelScorer
+
+
+def label_count_patterns(classes: Sequence[str], shots: int) -> list[dict[str, int]]:
+    """Every class alone, then as balanced as possible with each class favoured in turn."""
+    patterns = [{c: (shots if c == chosen else 0) for c in classes} for chosen in classes]
+    base, extra = divmod(shots, len(classes))
+    for start in range(len(classes)):
+        favoured = {classes[(start + i) % len(classes)] for i in range(extra)}
+        pattern = {c: base + (c in favoured) for c in classes}
+        if pattern not in patterns:
+            patterns.append(pattern)
+    return patterns
+
+
+def sensitivity(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
+                linc: dict[int, tuple[float, int]], log: Log) -> dict:
+    """Per method, the spread (std, max - min) of accuracy over orders of the same
+    demonstrations and over label proportions, median over seeds and templates."""
+    shots = settings.sensitivity_shots
+    found: dict[str, dict[str, list[dict[str, float]]]] = {"permutations": {},
+                                                          "proportions": {}}
+    for seed in settings.seeds:
+        splits = task.splits(seed)
+        validation = validation_subset(splits, max(settings.sizes), seed)
+        chosen = methods(settings.sizes, linc, seed)
+        variants = {
+            "permutations": permutations(demonstrations_for(splits.pool, shots, seed),
+                                         settings.permutations, seed),
+            "proportions": [with_label_counts(splits.pool, counts, seed) for counts in
+                            label_count_patterns(task.prompts[0].classes, shots)],
+        }
+        for spec in task.prompts:
+            for kind, demo_sets in variants.items():
+                results = [evaluate(score_prompt(scorer, spec, demos, validation, splits.test),
+                                    chosen) for demos in demo_sets]
+                for name in results[0]:
+                    found[kind].setdefault(name, []).append(
+                        accuracy_spread([r[name]["accuracy"] for r in results]))
+        log(f"sensitivity: seed {seed} done")
+    return {
+        kind: {name: {stat: statistics.median(s[stat] for s in spreads)
+                      for stat in ("std", "range", "mean")}
+               for name, spreads in by_method.items()}
+        for kind, by_method in found.items()
+    }
+
+
+def diagrams(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
+             linc: dict[int, tuple[float, int]]) -> dict:
+    """Reliability bins and entropy histograms pooled over seeds and templates, for no
+    calibration, contextual calibration and LinC at the smallest validation size."""
+    wanted = ("none", "contextual", f"linc@{min(settings.sizes)}")
+    out: dict = {}
+    for shots in sorted({0, settings.sensitivity_shots} & set(settings.shots)):
+        pooled: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+        labels: list[np.ndarray] = []
+        for seed in settings.seeds:
+            splits = task.splits(seed)
+            validation = validation_subset(splits, max(settings.sizes), seed)
+            chosen = [m for m in methods(settings.sizes, linc, seed) if m[0] in wanted]
+            for spec in task.prompts:
+                scored = score_prompt(scorer, spec, demonstrations_for(splits.pool, shots, seed),
+                                      validation, splits.test)
+                labels.append(scored.test_labels)
+                for method in chosen:
+                    pooled[method[0]].append(calibrated(scored, method))
+        y = np.concatenate(labels)
+        out[str(shots)] = {
+            name: {"reliability": reliability(np.concatenate(p), y),
+                   "entropy": entropy_histogram(np.concatenate(p)),
+                   "ece": expected_calibration_error(np.concatenate(p), y)}
+            for name, p in pooled.items()
+        }
+    return out
+
+
+def federated_comparison(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
+                         linc: dict[int, tuple[float, int]], federate: Federate,
+                         log: Log) -> dict:
+    """FedAvg LinC (owners hold equal shares of the validation prefix) against LinC fitted
+    on the pooled prefix and against each owner fitting alone on its share."""
+    owners = settings.federated_owners
+    out: dict = {}
+    for size in settings.federated_sizes:
+        lr, epochs = linc[size]
+        jobs, shares, scored_by_job = [], [{} for _ in range(owners)], {}
+        for seed in settings.seeds:
+            splits = task.splits(seed)
+            validation = validation_subset(splits, max(settings.sizes), seed)[:size]
+            for spec in task.prompts:
+                for shots in settings.federated_shots:
+                    demos = demonstrations_for(splits.pool, shots, seed)
+                    scored = score_prompt(scorer, spec, demos, validation, splits.test)
+                    job = CalibrationJob(f"{seed}-{spec.name}-{shots}", spec, tuple(demos),
+                                         scored.p_cf)
+                    jobs.append(job)
+                    scored_by_job[job.id] = (seed, spec.name, shots, scored)
+                    for owner in range(owners):
+                        shares[owner][job.id] = validation[owner::owners]
+        config = FederatedLinCConfig(
+            str(task.model_path), lr=lr, local_epochs=owners, rounds=epochs,
+            cache_path=str(scorer.cache.path or ""))
+        log(f"federated: {len(jobs)} jobs, {owners} owners with {size // owners} examples "
+            f"each, {epochs} rounds")
+        weights = federate(config, jobs, shares)
+        out[str(size)] = _compare(scored_by_job, weights, owners, lr, epochs, settings)
+    return out
+
+
+def _compare(scored_by_job: dict, weights: dict, owners: int, lr: float, epochs: int,
+             settings: BenchSettings) -> dict:
+    per_seed: dict[tuple[str, int], dict[str, list[float]]] = {}
+    gaps = []
+    for job_id, (seed, _, shots, scored) in scored_by_job.items():
+        W, b = weights[job_id]
+        federated = LinC(lr, epochs, W=W, b=b).transform(scored.test)
+        pooled = LinC(lr, epochs, seed=seed).fit(scored.validation, scored.validation_labels,
+                                                 p_cf=scored.p_cf)
+        gaps.append(float(np.abs(pooled.W - W).max()))
+        alone = []
+        for owner in range(owners):
+            mine = LinC(lr, epochs, seed=seed).fit(scored.validation[owner::owners],
+                                                   scored.validation_labels[owner::owners],
+                                                   p_cf=scored.p_cf)
+            alone.append(np.mean(mine.transform(scored.test).argmax(1) == scored.test_labels))
+        row = per_seed.setdefault((str(shots), seed), {})
+        y = scored.test_labels
+        for name, value in (
+            ("pooled_accuracy", np.mean(pooled.transform(scored.test).argmax(1) == y)),
+            ("federated_accuracy", np.mean(federated.argmax(1) == y)),
+            ("owner_alone_accuracy", np.mean(alone)),
+            ("pooled_ece", expected_calibration_error(pooled.transform(scored.test), y)),
+            ("federated_ece", expected_calibration_error(federated, y)),
+        ):
+            row.setdefault(name, []).append(float(value))
+    out: dict = {"max_abs_W_difference": max(gaps)}
+    for shots in map(str, settings.federated_shots):
+        seeds = [per_seed[(shots, s)] for s in settings.seeds]
+        out[shots] = {name: spread([statistics.fmean(row[name]) for row in seeds])
+                      for name in seeds[0]}
+    return out
+
+
+def run_benchmark(
+    settings: BenchSettings,
+    task: BenchTask,
+    scorer: LabelScorer,
+    log: Log = lambda _m: None,
+    federate: Federate | None = None,
+    keep: Callable[[dict], None] = lambda _r: None,
+) -> dict:
+    """Tune (built-in task) or take LinC's settings, run the grid, sensitivity and (with
+    `federate`) the federated comparison; returns everything, with wall time per part.
+    `keep` receives the result so far after each part, so a failure loses no finished part."""
+    if settings.linc:
+        linc = {n: (lr, ep) for n, lr, ep in settings.linc}
+        tuning: dict = {"chosen": {str(n): list(g) for n, g in linc.items()}, "fixed": True}
+    elif not task.tunable:
+        raise Pv4fadError("a benchmark on your own data needs LinC's lr and epochs "
+                          "(--lr, --epochs): tuning needs development data of its own")
+    result: dict = {"task": task.name, "settings": asdict(settings), "seconds": {}}
+
+    def part(name: str, compute: Callable[[], dict]) -> dict:
+        started = time.perf_counter()
+        result[name] = compute()
+        result["seconds"][name] = time.perf_counter() - started
+        keep(result)
+        return result[name]
+
+    if not settings.linc:
+        linc = part("tuning", lambda: tune_linc(task, scorer, settings, log)).pop("linc")
+    else:
+        result["tuning"] = tuning
+    rows = part("rows", lambda: run_grid(task, scorer, settings, linc, log))
+    result["summary"] = summarise(rows)
+    part("sensitivity", lambda: sensitivity(task, scorer, settings, linc, log))
+    part("diagrams", lambda: diagrams(task, scorer, settings, linc))
+    if federate is not None:
+        part("federated",
+             lambda: federated_comparison(task, scorer, settings, linc, federate, log))
+    return result
