@@ -43,6 +43,7 @@ bench: setup
 	$(PY) bench/bench_protocol.py --parts runs,sweep,scale
 	$(PY) bench/bench_sisa.py
 	$(PY) bench/bench_unlearning.py
+	$(PY) bench/bench_linc.py
 	$(PY) bench/bench_deploy.py --reps 3 --out runs/bench-deploy
 	$(PY) bench/assemble.py
 

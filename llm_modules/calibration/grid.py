@@ -53,7 +53,7 @@ class BenchSettings:
 
 
 def quick_settings() -> BenchSettings:
-    """Two seeds, 0 and 4 shots, sizes 5 and 10, fixed LinC settings: a minute or two."""
+    """Two seeds, 0 and 4 shots, sizes 5 and 10, fixed LinC settings: a few minutes."""
     return BenchSettings(seeds=(0, 1), shots=(0, 4), sizes=(5, 10), test_size=150,
                          permutations=3, linc=((5, 0.03, 15), (10, 0.03, 15)),
                          federated_sizes=(10,))
@@ -195,11 +195,10 @@ def run_grid(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
                 scored = score_prompt(scorer, spec, demos, validation, splits.test)
                 rows.setdefault(str(seed), {}).setdefault(spec.name, {})[str(shots)] = \
                     evaluate(scored, chosen)
-        log(f"seed {seed}: " + ", ".join(
-            f"{k} shots LinC@{min(settings.sizes)} "
-            f"{_template_mean(rows[str(seed)], str(k), f'linc@{min(settings.sizes)}'):.3f}"
-            f" vs none {_template_mean(rows[str(seed)], str(k), 'none'):.3f}"
-            for k in settings.shots))
+        smallest, done = f"linc@{min(settings.sizes)}", rows[str(seed)]
+        log(f"seed {seed}, accuracy with no calibration / {smallest}: " + ", ".join(
+            f"{k} shots {_template_mean(done, str(k), 'none'):.3f} / "
+            f"{_template_mean(done, str(k), smallest):.3f}" for k in settings.shots))
     return rows
 
 

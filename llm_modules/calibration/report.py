@@ -42,10 +42,11 @@ def checks(result: dict) -> list[str]:
         for n in sizes:
             linc = by_method[f"linc@{n}"]
             cells = []
-            for metric, better in (("accuracy", max), ("ece", min), ("template_range", min)):
+            for metric in ("accuracy", "ece", "template_range"):
                 mine = linc[metric]["median"]
                 others = [by_method[m][metric]["median"] for m in ("none", "contextual")]
-                marks = ["yes" if better(mine, o) == mine and mine != o else "no"
+                # Higher accuracy is better; lower ECE and lower spread are better.
+                marks = ["yes" if (mine > o if metric == "accuracy" else mine < o) else "no"
                          for o in others]
                 cells.append(f"{mine:.3f} vs {others[0]:.3f} / {others[1]:.3f} "
                              f"({marks[0]} / {marks[1]})")
