@@ -119,7 +119,7 @@ def local_round(content: RecordDict, data: OwnerData) -> RecordDict:
         demos = [Example(text, label) for text, label in job["demonstrations"]]
         probs = scorer.probabilities(spec, demos, [e.text for e in mine])
         labels = np.array([spec.classes.index(e.label) for e in mine])
-        linc = LinC(float(settings["lr"]), int(settings["local_epochs"]),
+        linc = LinC(float(job["lr"]), int(settings["local_epochs"]),
                     seed=int(settings["seed"]) * 1000 + int(settings["round"]),
                     W=weights[f"{job['id']}/W"].numpy(), b=weights[f"{job['id']}/b"].numpy())
         linc.train(probs, labels)

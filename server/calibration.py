@@ -5,7 +5,8 @@ Protocol, for a batch of calibration jobs (a prompt template with its demonstrat
 1. The coordinator computes each job's content-free probabilities p_cf (they need no
    private data) and starts at contextual calibration: W = diag(p_cf)^-1, b = 0.
 2. Each round it sends every owner `query.fit_linc` with the current W and b of every job
-   and the settings (model, prompts, demonstrations, lr, local epochs, seed, round).
+   and the settings (model, prompts, demonstrations and lr per job, local epochs, seed,
+   round).
 3. Each owner runs `local_epochs` of LinC's SGD on its own examples of each job and
    replies with its W, b and example counts.
 4. The coordinator sets each job's W and b to the count-weighted mean of the replies.
@@ -42,7 +43,7 @@ from llm_modules.calibration.federated import (
 def _settings(config: FederatedLinCConfig, jobs: Sequence[CalibrationJob],
               round_index: int) -> ConfigRecord:
     return ConfigRecord({
-        "model_path": config.model_path, "cache_path": config.cache_path, "lr": config.lr,
+        "model_path": config.model_path, "cache_path": config.cache_path,
         "local_epochs": config.local_epochs, "seed": config.seed, "round": round_index,
         "jobs": json.dumps([job.to_json() for job in jobs]),
         "transcript_dir": config.transcript_dir,

@@ -20,8 +20,7 @@ from llm_modules.models import TinyModelConfig
 TINY = TaskModelConfig(model=TinyModelConfig(width=32, max_positions=128), documents=300,
                        steps=30, batch=8)
 SETTINGS = BenchSettings(seeds=(0,), shots=(0, 4), sizes=(5,), test_size=30, permutations=2,
-                         dev_seeds=(100,), lr_grid=(0.03, 0.3), epochs_grid=(5,),
-                         model=TINY)
+                         dev_seeds=(100,), lr_grid=(0.03, 0.3), linc_epochs=5, model=TINY)
 
 
 def test_task_data_is_seeded_balanced_and_the_corpus_carries_its_biases():
@@ -54,10 +53,11 @@ def test_a_shrunk_builtin_benchmark_tunes_on_development_seeds_and_reports(tmp_p
                                keep=lambda partial: kept.append(list(partial)))
     finally:
         torch.set_num_threads(threads)
-    grid = result["tuning"]["grid_accuracy"]
-    best = max(grid, key=lambda key: (grid[key], -float(key.split("/")[1])))
-    n, lr, epochs = best.split("/")
-    assert result["tuning"]["chosen"] == {n: [float(lr), int(epochs)]}
+    grid = result["tuning"]["grid_accuracy"]  # "size/shots/lr" -> mean dev accuracy
+    for shots in ("0", "4"):
+        points = {key: value for key, value in grid.items() if key.startswith(f"5/{shots}/")}
+        best = max(points, key=lambda key: (points[key], -float(key.split("/")[2])))
+        assert result["tuning"]["lr"][f"5/{shots}"] == float(best.split("/")[2])
     assert set(result["summary"]) == {"0", "4"}
     zero = result["summary"]["0"]
     assert set(zero) == {"none", "contextual", "linc@5", "temperature@5", "platt@5"}

@@ -113,7 +113,10 @@ def test_benchmark_on_user_files_is_one_json_object(files, capsys, tmp_path):
     (["bench", "--model", "{root}/model", "--prompt", "{root}/review.json"],
      "--model needs --pool, --validation, --test"),
     (["bench", "--seeds", "0"], "--seeds must be at least 1"),
-    (["bench", "--lr", "0.1"], "give --lr and --epochs together"),
+    (["bench", "--lr", "0"], "--lr must be > 0"),
+    (["bench", "--model", "{root}/model", "--prompt", "{root}/review.json", "--pool",
+      "{root}/pool.jsonl", "--validation", "{root}/validation.jsonl", "--test",
+      "{root}/test.jsonl"], "needs LinC's learning rate (--lr)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(files, capsys, tmp_path, argv, message):
     (files / "bad.jsonl").write_text('{"text": "film", "label": "meh"}\n')

@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
+from clients.calibration_owner import OwnerData, local_round
 from federation.errors import ProtocolError
 from federation.transcript import read_ledger
+from llm_modules.calibration.cache import ProbabilityCache
 from llm_modules.calibration.calibrators import ContextualCalibration, LinC
 from llm_modules.calibration.data import Example
 from llm_modules.calibration.federated import (
@@ -28,28 +29,56 @@ SPEC = PromptSpec("Review: {text} Sentiment: {label}",
 TEXTS = [f"{a} {b}" for a in ("film", "plot", "acting") for b in ("x", "y", "z")]
 
 
-def test_fedavg_through_flower_equals_the_same_rounds_in_one_process(tmp_path):
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
     tokenizer = word_level_tokenizer(["Review: Sentiment: good bad fine film plot acting x y z "
                                       "N/A [MASK]"])
-    torch.manual_seed(0)
-    path = save_causal_lm(tiny_causal_lm(TinyModelConfig(width=32), tokenizer, seed=4).eval(),
-                          tokenizer, tmp_path / "model")
-    scorer = LabelScorer(path)
+    model = tiny_causal_lm(TinyModelConfig(width=32), tokenizer, seed=4).eval()
+    return save_causal_lm(model, tokenizer, tmp_path_factory.mktemp("fed") / "model")
+
+
+def _jobs(scorer):
     rng = np.random.default_rng(1)
     examples = [Example(t, "pos" if rng.random() < 0.5 else "neg") for t in TEXTS]
     jobs = []
     for shots in (0, 2):
         demos = tuple(examples[:shots])
-        jobs.append(CalibrationJob(f"k{shots}", SPEC, demos, scorer.content_free(SPEC, demos)))
-    owners = [{job.id: examples[i::2] for job in jobs} for i in range(2)]
-    config = FederatedLinCConfig(str(path), lr=0.5, local_epochs=3, rounds=2, seed=7,
+        jobs.append(CalibrationJob(f"k{shots}", SPEC, demos, scorer.content_free(SPEC, demos),
+                                   lr=0.5))
+    return jobs, [{job.id: examples[i::2] for job in jobs} for i in range(2)]
+
+
+def test_an_owner_scores_its_own_examples_and_trains_from_the_coordinator_weights(model_path):
+    from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+    scorer = LabelScorer(model_path)
+    jobs, owners = _jobs(scorer)
+    start = ContextualCalibration().fit(None, p_cf=jobs[1].p_cf)
+    settings = {"model_path": str(model_path), "cache_path": "", "local_epochs": 3,
+                "seed": 2, "round": 1,
+                "jobs": json.dumps([job.to_json() for job in jobs[1:]])}
+    content = RecordDict({"settings": ConfigRecord(settings), "weights": ArrayRecord(
+        {"k2/W": Array(start.W), "k2/b": Array(start.b)})})
+    reply = local_round(content, OwnerData({"k2": owners[0]["k2"], "k9": owners[1]["k2"]}))
+    mine = owners[0]["k2"]
+    probs = scorer.probabilities(SPEC, jobs[1].demonstrations, [e.text for e in mine])
+    expected = LinC(0.5, 3, seed=2001, W=start.W, b=start.b).train(
+        probs, np.array([SPEC.classes.index(e.label) for e in mine]))
+    assert json.loads(reply["status"]["counts"]) == {"k2": len(mine)}
+    np.testing.assert_allclose(reply["weights"]["k2/W"].numpy(), expected.W, atol=1e-9)
+    np.testing.assert_allclose(reply["weights"]["k2/b"].numpy(), expected.b, atol=1e-9)
+
+
+def test_fedavg_through_flower_equals_the_same_rounds_in_one_process(model_path, tmp_path):
+    # The owners read label probabilities from the shared cache, as on one machine.
+    scorer = LabelScorer(model_path, ProbabilityCache(tmp_path / "probs.sqlite"))
+    jobs, owners = _jobs(scorer)
+    for job in jobs:
+        scorer.probabilities(SPEC, job.demonstrations, TEXTS)
+    config = FederatedLinCConfig(str(model_path), local_epochs=3, rounds=2, seed=7,
+                                 cache_path=str(tmp_path / "probs.sqlite"),
                                  transcript_dir=str(tmp_path / "ledger"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the simulated owners run
-    try:
-        federated = run_federated_linc(config, jobs, owners)
-    finally:
-        torch.set_num_threads(threads)
+    federated = run_federated_linc(config, jobs, owners)
     for job in jobs:
         start = ContextualCalibration().fit(None, p_cf=job.p_cf)
         W, b = start.W, start.b
@@ -59,12 +88,12 @@ def test_fedavg_through_flower_equals_the_same_rounds_in_one_process(tmp_path):
                 mine = share[job.id]
                 probs = scorer.probabilities(SPEC, job.demonstrations, [e.text for e in mine])
                 labels = np.array([SPEC.classes.index(e.label) for e in mine])
-                local = LinC(config.lr, config.local_epochs, seed=7000 + round_index, W=W, b=b)
+                local = LinC(job.lr, config.local_epochs, seed=7000 + round_index, W=W, b=b)
                 local.train(probs, labels)
                 updates.append(({job.id: (local.W, local.b)}, {job.id: len(mine)}))
             (W, b), = weighted_mean(updates)[0].values()
         got_W, got_b = federated[job.id]
-        assert np.abs(got_W - W).max() < 1e-6 and np.abs(got_b - b).max() < 1e-6
+        assert np.abs(got_W - W).max() < 1e-12 and np.abs(got_b - b).max() < 1e-12
         assert np.abs(got_W - start.W).max() > 1e-3  # the rounds moved it
     _check_ledgers(tmp_path / "ledger", rounds=2, owners=2)
 

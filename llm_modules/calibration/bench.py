@@ -4,6 +4,7 @@ histograms, and federated LinC against pooled and owner-alone fitting."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -18,10 +19,12 @@ from llm_modules.calibration.grid import (
     BenchSettings,
     BenchTask,
     Log,
+    Rates,
     calibrated,
     demonstrations_for,
     evaluate,
     methods,
+    rates_record,
     run_grid,
     score_prompt,
     spread,
@@ -51,8 +54,8 @@ def label_count_patterns(classes: Sequence[str], shots: int) -> list[dict[str, i
     return patterns
 
 
-def sensitivity(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
-                linc: dict[int, tuple[float, int]], log: Log) -> dict:
+def sensitivity(task: BenchTask, scorer: LabelScorer, settings: BenchSettings, rates: Rates,
+                log: Log) -> dict:
     """Per method, the spread (std, max - min) of accuracy over orders of the same
     demonstrations and over label proportions, median over seeds and templates."""
     shots = settings.sensitivity_shots
@@ -61,7 +64,7 @@ def sensitivity(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
     for seed in settings.seeds:
         splits = task.splits(seed)
         validation = validation_subset(splits, max(settings.sizes), seed)
-        chosen = methods(settings.sizes, linc, seed)
+        chosen = methods(settings, rates, shots, seed)
         variants = {
             "permutations": permutations(demonstrations_for(splits.pool, shots, seed),
                                          settings.permutations, seed),
@@ -84,8 +87,8 @@ def sensitivity(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
     }
 
 
-def diagrams(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
-             linc: dict[int, tuple[float, int]]) -> dict:
+def diagrams(task: BenchTask, scorer: LabelScorer, settings: BenchSettings, rates: Rates
+             ) -> dict:
     """Reliability bins and entropy histograms pooled over seeds and templates, for no
     calibration, contextual calibration and LinC at the smallest validation size."""
     wanted = ("none", "contextual", f"linc@{min(settings.sizes)}")
@@ -96,7 +99,7 @@ def diagrams(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
         for seed in settings.seeds:
             splits = task.splits(seed)
             validation = validation_subset(splits, max(settings.sizes), seed)
-            chosen = [m for m in methods(settings.sizes, linc, seed) if m[0] in wanted]
+            chosen = [m for m in methods(settings, rates, shots, seed) if m[0] in wanted]
             for spec in task.prompts:
                 scored = score_prompt(scorer, spec, demonstrations_for(splits.pool, shots, seed),
                                       validation, splits.test)
@@ -114,56 +117,48 @@ def diagrams(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
 
 
 def federated_comparison(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
-                         linc: dict[int, tuple[float, int]], federate: Federate,
-                         log: Log) -> dict:
-    """FedAvg LinC (owners hold equal shares of the validation prefix) against LinC fitted
-    on the pooled prefix and against each owner fitting alone on its share."""
+                         rates: Rates, federate: Federate, log: Log) -> dict:
+    """FedAvg LinC (owners hold equal, interleaved shares of the validation prefix) against
+    LinC fitted on the pooled prefix and against each owner fitting alone on its share."""
     owners = settings.federated_owners
-    out: dict = {}
-    for size in settings.federated_sizes:
-        lr, epochs = linc[size]
-        jobs, shares, scored_by_job = [], [{} for _ in range(owners)], {}
-        for seed in settings.seeds:
-            splits = task.splits(seed)
-            validation = validation_subset(splits, max(settings.sizes), seed)[:size]
-            for spec in task.prompts:
-                for shots in settings.federated_shots:
-                    demos = demonstrations_for(splits.pool, shots, seed)
-                    scored = score_prompt(scorer, spec, demos, validation, splits.test)
-                    job = CalibrationJob(f"{seed}-{spec.name}-{shots}", spec, tuple(demos),
-                                         scored.p_cf)
-                    jobs.append(job)
-                    scored_by_job[job.id] = (seed, spec.name, shots, scored)
-                    for owner in range(owners):
-                        shares[owner][job.id] = validation[owner::owners]
-        config = FederatedLinCConfig(
-            str(task.model_path), lr=lr, local_epochs=owners, rounds=epochs,
-            cache_path=str(scorer.cache.path or ""))
-        log(f"federated: {len(jobs)} jobs, {owners} owners with {size // owners} examples "
-            f"each, {epochs} rounds")
-        weights = federate(config, jobs, shares)
-        out[str(size)] = _compare(scored_by_job, weights, owners, lr, epochs, settings)
-    return out
+    jobs, shares, scored_by_job = [], [{} for _ in range(owners)], {}
+    for seed in settings.seeds:
+        splits = task.splits(seed)
+        drawn = validation_subset(splits, max(settings.sizes), seed)
+        for spec, shots, size in itertools.product(task.prompts, settings.federated_shots,
+                                                   settings.federated_sizes):
+            demos = demonstrations_for(splits.pool, shots, seed)
+            scored = score_prompt(scorer, spec, demos, drawn[:size], splits.test)
+            job = CalibrationJob(f"{seed}-{spec.name}-{shots}-{size}", spec, tuple(demos),
+                                 scored.p_cf, rates[(size, shots)])
+            jobs.append(job)
+            scored_by_job[job.id] = (seed, shots, size, scored)
+            for owner in range(owners):
+                shares[owner][job.id] = drawn[:size][owner::owners]
+    config = FederatedLinCConfig(str(task.model_path), local_epochs=owners,
+                                 rounds=settings.linc_epochs,
+                                 cache_path=str(scorer.cache.path or ""))
+    log(f"federated: {len(jobs)} jobs, {owners} owners, {config.rounds} rounds")
+    weights = federate(config, jobs, shares)
+    return _compare(jobs, scored_by_job, weights, owners, settings)
 
 
-def _compare(scored_by_job: dict, weights: dict, owners: int, lr: float, epochs: int,
+def _compare(jobs: Sequence[CalibrationJob], scored_by_job: dict, weights: dict, owners: int,
              settings: BenchSettings) -> dict:
-    per_seed: dict[tuple[str, int], dict[str, list[float]]] = {}
+    per_seed: dict[tuple[int, int, int], dict[str, list[float]]] = {}
     gaps = []
-    for job_id, (seed, _, shots, scored) in scored_by_job.items():
-        W, b = weights[job_id]
-        federated = LinC(lr, epochs, W=W, b=b).transform(scored.test)
-        pooled = LinC(lr, epochs, seed=seed).fit(scored.validation, scored.validation_labels,
-                                                 p_cf=scored.p_cf)
-        gaps.append(float(np.abs(pooled.W - W).max()))
-        alone = []
-        for owner in range(owners):
-            mine = LinC(lr, epochs, seed=seed).fit(scored.validation[owner::owners],
-                                                   scored.validation_labels[owner::owners],
-                                                   p_cf=scored.p_cf)
-            alone.append(np.mean(mine.transform(scored.test).argmax(1) == scored.test_labels))
-        row = per_seed.setdefault((str(shots), seed), {})
+    for job in jobs:
+        seed, shots, size, scored = scored_by_job[job.id]
         y = scored.test_labels
+        W, b = weights[job.id]
+        federated = LinC(W=W, b=b).transform(scored.test)
+        pooled = LinC(job.lr, settings.linc_epochs, seed=seed).fit(
+            scored.validation, scored.validation_labels, p_cf=scored.p_cf)
+        gaps.append(float(np.abs(pooled.W - W).max()))
+        alone = [np.mean(LinC(job.lr, settings.linc_epochs, seed=seed).fit(
+            scored.validation[i::owners], scored.validation_labels[i::owners],
+            p_cf=scored.p_cf).transform(scored.test).argmax(1) == y) for i in range(owners)]
+        row = per_seed.setdefault((size, shots, seed), {})
         for name, value in (
             ("pooled_accuracy", np.mean(pooled.transform(scored.test).argmax(1) == y)),
             ("federated_accuracy", np.mean(federated.argmax(1) == y)),
@@ -173,10 +168,10 @@ def _compare(scored_by_job: dict, weights: dict, owners: int, lr: float, epochs:
         ):
             row.setdefault(name, []).append(float(value))
     out: dict = {"max_abs_W_difference": max(gaps)}
-    for shots in map(str, settings.federated_shots):
-        seeds = [per_seed[(shots, s)] for s in settings.seeds]
-        out[shots] = {name: spread([statistics.fmean(row[name]) for row in seeds])
-                      for name in seeds[0]}
+    for size, shots in itertools.product(settings.federated_sizes, settings.federated_shots):
+        seeds = [per_seed[(size, shots, s)] for s in settings.seeds]
+        out[f"{size}/{shots}"] = {name: spread([statistics.fmean(row[name]) for row in seeds])
+                                  for name in seeds[0]}
     return out
 
 
@@ -188,33 +183,35 @@ def run_benchmark(
     federate: Federate | None = None,
     keep: Callable[[dict], None] = lambda _r: None,
 ) -> dict:
-    """Tune (built-in task) or take LinC's settings, run the grid, sensitivity and (with
-    `federate`) the federated comparison; returns everything, with wall time per part.
-    `keep` receives the result so far after each part, so a failure loses no finished part."""
-    if settings.linc:
-        linc = {n: (lr, ep) for n, lr, ep in settings.linc}
-        tuning: dict = {"chosen": {str(n): list(g) for n, g in linc.items()}, "fixed": True}
-    elif not task.tunable:
-        raise Pv4fadError("a benchmark on your own data needs LinC's lr and epochs "
-                          "(--lr, --epochs): tuning needs development data of its own")
+    """Tune LinC's learning rate (built-in task) or take it, run the grid, sensitivity,
+    diagrams and (with `federate`) the federated comparison; returns everything with the
+    wall time of each part. `keep` receives the result so far after each part, so a
+    failure loses no finished part."""
+    if settings.linc_lr is None and not task.tunable:
+        raise Pv4fadError("a benchmark on your own data needs LinC's learning rate (--lr): "
+                          "tuning needs development data of its own")
     result: dict = {"task": task.name, "settings": asdict(settings), "seconds": {}}
+    started = time.perf_counter()
 
-    def part(name: str, compute: Callable[[], dict]) -> dict:
-        started = time.perf_counter()
-        result[name] = compute()
+    def done(name: str, value: dict) -> dict:
+        nonlocal started
+        result[name] = value
         result["seconds"][name] = time.perf_counter() - started
         keep(result)
-        return result[name]
+        started = time.perf_counter()
+        return value
 
-    if not settings.linc:
-        linc = part("tuning", lambda: tune_linc(task, scorer, settings, log)).pop("linc")
+    if settings.linc_lr is None:
+        rates, table = tune_linc(task, scorer, settings, log)
+        done("tuning", {"lr": rates_record(rates), "grid_accuracy": table})
     else:
-        result["tuning"] = tuning
-    rows = part("rows", lambda: run_grid(task, scorer, settings, linc, log))
+        rates = {(n, k): settings.linc_lr for n in settings.sizes for k in settings.shots}
+        done("tuning", {"lr": rates_record(rates), "fixed": True})
+    rows = run_grid(task, scorer, settings, rates, log)
     result["summary"] = summarise(rows)
-    part("sensitivity", lambda: sensitivity(task, scorer, settings, linc, log))
-    part("diagrams", lambda: diagrams(task, scorer, settings, linc))
+    done("rows", rows)
+    done("sensitivity", sensitivity(task, scorer, settings, rates, log))
+    done("diagrams", diagrams(task, scorer, settings, rates))
     if federate is not None:
-        part("federated",
-             lambda: federated_comparison(task, scorer, settings, linc, federate, log))
+        done("federated", federated_comparison(task, scorer, settings, rates, federate, log))
     return result

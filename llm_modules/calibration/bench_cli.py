@@ -27,8 +27,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--pool", help="demonstration pool (.jsonl or .csv)")
     bench.add_argument("--validation", help="labelled examples for fitting calibrators")
     bench.add_argument("--test", help="evaluation examples")
-    bench.add_argument("--lr", type=float, help="LinC's lr (required with --model)")
-    bench.add_argument("--epochs", type=int, help="LinC's epochs (required with --model)")
+    bench.add_argument("--lr", type=float,
+                       help="LinC's learning rate (required with --model; default: tuned)")
+    bench.add_argument("--epochs", type=int, help="LinC's epochs (default 15)")
     bench.add_argument("--no-federated", action="store_true", help="skip the Flower part")
     bench.add_argument("--cache", help="SQLite result cache to reuse (default: a fresh one)")
     bench.add_argument("--data-dir", help="built-in model cache (default $PV4FAD_CACHE)")
@@ -48,14 +49,14 @@ def _settings(args: argparse.Namespace):
         if args.seeds < 1:
             raise Pv4fadError(f"--seeds must be at least 1, got {args.seeds}")
         settings = replace(settings, seeds=tuple(range(args.seeds)))
-    if (args.lr is None) != (args.epochs is None):
-        raise Pv4fadError("give --lr and --epochs together")
     if args.lr is not None:
-        if args.lr <= 0 or args.epochs < 0:
-            raise Pv4fadError(f"--lr must be > 0 and --epochs >= 0, got {args.lr}, "
-                              f"{args.epochs}")
-        settings = replace(settings, linc=tuple((n, args.lr, args.epochs)
-                                                for n in settings.sizes))
+        if args.lr <= 0:
+            raise Pv4fadError(f"--lr must be > 0, got {args.lr}")
+        settings = replace(settings, linc_lr=args.lr)
+    if args.epochs is not None:
+        if args.epochs < 0:
+            raise Pv4fadError(f"--epochs must be >= 0, got {args.epochs}")
+        settings = replace(settings, linc_epochs=args.epochs)
     return settings
 
 

@@ -79,7 +79,7 @@ class Calibrator(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def fit(self, probs: np.ndarray, labels: np.ndarray | None = None,
+    def fit(self, probs: np.ndarray | None, labels: np.ndarray | None = None,
             p_cf: np.ndarray | None = None) -> Calibrator: ...
 
     @abstractmethod
@@ -109,7 +109,8 @@ def register_calibrator(cls: type[Calibrator]) -> type[Calibrator]:
 class NoCalibration(Calibrator):
     name = "none"
 
-    def fit(self, probs, labels=None, p_cf=None) -> NoCalibration:
+    def fit(self, probs: np.ndarray | None, labels: np.ndarray | None = None,
+            p_cf: np.ndarray | None = None) -> NoCalibration:
         return self
 
     def logits(self, probs: np.ndarray) -> np.ndarray:
@@ -151,7 +152,8 @@ class AffineCalibrator(Calibrator):
 class ContextualCalibration(AffineCalibrator):
     name = "contextual"
 
-    def fit(self, probs, labels=None, p_cf=None) -> ContextualCalibration:
+    def fit(self, probs: np.ndarray | None, labels: np.ndarray | None = None,
+            p_cf: np.ndarray | None = None) -> ContextualCalibration:
         cf = _p_cf(p_cf, None if probs is None else np.asarray(probs).shape[1], self.name)
         self.W, self.b = np.diag(1.0 / cf), np.zeros(len(cf))
         return self
@@ -174,7 +176,8 @@ class LinC(AffineCalibrator):
             raise CalibrationError(f"linc needs lr > 0 and epochs >= 0, got {lr} and {epochs}")
         self.lr, self.epochs, self.seed = lr, epochs, seed
 
-    def fit(self, probs, labels=None, p_cf=None) -> LinC:
+    def fit(self, probs: np.ndarray | None, labels: np.ndarray | None = None,
+            p_cf: np.ndarray | None = None) -> LinC:
         """Start at contextual calibration and run `epochs` of SGD on (probs, labels)."""
         start = ContextualCalibration().fit(probs, p_cf=p_cf)
         self.W, self.b = start.W, start.b
@@ -215,7 +218,8 @@ class TemperatureScaling(Calibrator):
     def logits(self, probs: np.ndarray) -> np.ndarray:
         return np.log(np.maximum(normalise(probs), LOG_FLOOR)) / self.temperature
 
-    def fit(self, probs, labels=None, p_cf=None) -> TemperatureScaling:
+    def fit(self, probs: np.ndarray | None, labels: np.ndarray | None = None,
+            p_cf: np.ndarray | None = None) -> TemperatureScaling:
         logp = np.log(np.maximum(normalise(probs), LOG_FLOOR))
         y = _labels(labels, len(logp), logp.shape[1])
 
@@ -251,7 +255,8 @@ class PlattScaling(Calibrator):
             raise CalibrationError("platt calibrator is not fitted")
         return np.log(np.maximum(normalise(probs), LOG_FLOOR)) * self.a + self.c
 
-    def fit(self, probs, labels=None, p_cf=None) -> PlattScaling:
+    def fit(self, probs: np.ndarray | None, labels: np.ndarray | None = None,
+            p_cf: np.ndarray | None = None) -> PlattScaling:
         logp = np.log(np.maximum(normalise(probs), LOG_FLOOR))
         n, k = logp.shape
         y = _labels(labels, n, k)

@@ -17,15 +17,17 @@ Weights = dict[str, tuple[np.ndarray, np.ndarray]]  # job id -> (W, b)
 
 @dataclass(frozen=True)
 class CalibrationJob:
-    """One prompt to calibrate: template and label words, demonstrations, and p_cf."""
+    """One prompt to calibrate: template and label words, demonstrations, p_cf, and the
+    learning rate of LinC's SGD for it."""
 
     id: str
     prompt: PromptSpec
     demonstrations: tuple[Example, ...]
     p_cf: np.ndarray
+    lr: float
 
     def to_json(self) -> dict:
-        return {"id": self.id, "prompt": self.prompt.to_json(),
+        return {"id": self.id, "prompt": self.prompt.to_json(), "lr": self.lr,
                 "demonstrations": [[d.text, d.label] for d in self.demonstrations]}
 
 
@@ -36,7 +38,6 @@ class FederatedLinCConfig:
     (each owner takes n/owners steps per epoch where pooled SGD takes n)."""
 
     model_path: str
-    lr: float = 0.03
     local_epochs: int = 5
     rounds: int = 15
     seed: int = 0

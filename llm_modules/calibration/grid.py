@@ -34,7 +34,9 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """What the benchmark runs; `linc` fixes LinC's (size, lr, epochs), else it is tuned."""
+    """What the benchmark runs. LinC runs `linc_epochs` epochs (15, as most of the official
+    scripts); its learning rate is `linc_lr` if given, else tuned per validation size and
+    number of shots on the development seeds (the official scripts set it per setting)."""
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     shots: tuple[int, ...] = (0, 1, 4, 8)
@@ -43,9 +45,9 @@ class BenchSettings:
     sensitivity_shots: int = 4
     permutations: int = 6
     dev_seeds: tuple[int, ...] = (100, 101, 102)
-    lr_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
-    epochs_grid: tuple[int, ...] = (15, 50)
-    linc: tuple[tuple[int, float, int], ...] = ()
+    lr_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    linc_epochs: int = 15
+    linc_lr: float | None = None
     federated_owners: int = 5
     federated_sizes: tuple[int, ...] = (10, 50)
     federated_shots: tuple[int, ...] = (0, 4)
@@ -55,7 +57,7 @@ class BenchSettings:
 def quick_settings() -> BenchSettings:
     """Two seeds, 0 and 4 shots, sizes 5 and 10, fixed LinC settings: a few minutes."""
     return BenchSettings(seeds=(0, 1), shots=(0, 4), sizes=(5, 10), test_size=150,
-                         permutations=3, linc=((5, 0.03, 15), (10, 0.03, 15)),
+                         permutations=3, linc_lr=0.1,
                          federated_sizes=(10,))
 
 
@@ -123,15 +125,17 @@ def score_prompt(scorer: LabelScorer, spec: PromptSpec, demos: Sequence[Example]
 
 
 Method = tuple[str, int, Callable[[], Calibrator]]  # (label, validation size, factory)
+Rates = dict[tuple[int, int], float]  # LinC's lr per (validation size, shots)
 
 
-def methods(sizes: Sequence[int], linc: dict[int, tuple[float, int]], seed: int) -> list[Method]:
+def methods(settings: BenchSettings, rates: Rates, shots: int, seed: int) -> list[Method]:
+    """Every calibrator of the benchmark, fitted methods once per validation size."""
     out: list[Method] = [("none", 0, lambda: make_calibrator("none")),
                          ("contextual", 0, lambda: make_calibrator("contextual"))]
-    for n in sizes:
-        lr, epochs = linc[n]
-        out.append((f"linc@{n}", n, lambda lr=lr, epochs=epochs: make_calibrator(
-            "linc", lr=lr, epochs=epochs, seed=seed)))
+    for n in settings.sizes:
+        lr = rates[(n, shots)]
+        out.append((f"linc@{n}", n, lambda lr=lr: make_calibrator(
+            "linc", lr=lr, epochs=settings.linc_epochs, seed=seed)))
         out.append((f"temperature@{n}", n, lambda: make_calibrator("temperature")))
         out.append((f"platt@{n}", n, lambda: make_calibrator("platt")))
     return out
@@ -153,11 +157,12 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def tune_linc(task: BenchTask, scorer: LabelScorer, settings: BenchSettings, log: Log) -> dict:
-    """Per validation size, the (lr, epochs) of the grid with the best mean accuracy over
-    the development seeds, templates and shots (never the evaluation seeds' data)."""
-    grid = [(lr, ep) for lr in settings.lr_grid for ep in settings.epochs_grid]
-    accuracy: dict[tuple[int, float, int], list[float]] = {}
+def tune_linc(task: BenchTask, scorer: LabelScorer, settings: BenchSettings, log: Log
+              ) -> tuple[Rates, dict]:
+    """Per validation size and number of shots, the learning rate of the grid with the best
+    mean accuracy over the development seeds and templates (never the evaluation seeds'
+    data); also the mean accuracy of every grid point."""
+    accuracy: dict[tuple[int, int, float], list[float]] = {}
     for seed in settings.dev_seeds:
         splits = task.splits(seed)
         validation = validation_subset(splits, max(settings.sizes), seed)
@@ -165,36 +170,42 @@ def tune_linc(task: BenchTask, scorer: LabelScorer, settings: BenchSettings, log
             for shots in settings.shots:
                 demos = demonstrations_for(splits.pool, shots, seed)
                 scored = score_prompt(scorer, spec, demos, validation, splits.test)
-                for n, (lr, ep) in itertools.product(settings.sizes, grid):
-                    fitted = make_calibrator("linc", lr=lr, epochs=ep, seed=seed).fit(
+                for n, lr in itertools.product(settings.sizes, settings.lr_grid):
+                    fitted = make_calibrator("linc", lr=lr, epochs=settings.linc_epochs,
+                                             seed=seed).fit(
                         scored.validation[:n], scored.validation_labels[:n], p_cf=scored.p_cf)
                     hits = fitted.transform(scored.test).argmax(1) == scored.test_labels
-                    accuracy.setdefault((n, lr, ep), []).append(float(hits.mean()))
+                    accuracy.setdefault((n, shots, lr), []).append(float(hits.mean()))
         log(f"tuning: development seed {seed} done")
-    chosen = {}
-    for n in settings.sizes:
-        best = max(grid, key=lambda g, n=n: (statistics.fmean(accuracy[(n, *g)]), -g[0]))
-        chosen[n] = best
-        log(f"tuning: LinC with {n} examples: lr {best[0]}, {best[1]} epochs")
-    table = {f"{n}/{lr}/{ep}": statistics.fmean(v) for (n, lr, ep), v in accuracy.items()}
-    return {"chosen": {str(n): list(g) for n, g in chosen.items()}, "grid_accuracy": table,
-            "linc": chosen}
+    rates = {}
+    for n, shots in itertools.product(settings.sizes, settings.shots):
+        # Ties go to the smaller learning rate (the smaller step from contextual calibration).
+        rates[(n, shots)] = max(settings.lr_grid, key=lambda lr, n=n, shots=shots: (
+            statistics.fmean(accuracy[(n, shots, lr)]), -lr))
+    log("tuning: LinC's lr per (examples, shots): " + ", ".join(
+        f"({n}, {k}) {lr:g}" for (n, k), lr in rates.items()))
+    table = {f"{n}/{k}/{lr:g}": statistics.fmean(v) for (n, k, lr), v in accuracy.items()}
+    return rates, table
 
 
-def run_grid(task: BenchTask, scorer: LabelScorer, settings: BenchSettings,
-             linc: dict[int, tuple[float, int]], log: Log) -> dict:
+def rates_record(rates: Rates) -> dict[str, float]:
+    """The learning rates as JSON: "size/shots" -> lr."""
+    return {f"{n}/{k}": lr for (n, k), lr in rates.items()}
+
+
+def run_grid(task: BenchTask, scorer: LabelScorer, settings: BenchSettings, rates: Rates,
+             log: Log) -> dict:
     """rows[seed][template][shots][method] = metrics, for every condition."""
     rows: dict = {}
     for seed in settings.seeds:
         splits = task.splits(seed)
         validation = validation_subset(splits, max(settings.sizes), seed)
-        chosen = methods(settings.sizes, linc, seed)
         for spec in task.prompts:
             for shots in settings.shots:
                 demos = demonstrations_for(splits.pool, shots, seed)
                 scored = score_prompt(scorer, spec, demos, validation, splits.test)
                 rows.setdefault(str(seed), {}).setdefault(spec.name, {})[str(shots)] = \
-                    evaluate(scored, chosen)
+                    evaluate(scored, methods(settings, rates, shots, seed))
         smallest, done = f"linc@{min(settings.sizes)}", rows[str(seed)]
         log(f"seed {seed}, accuracy with no calibration / {smallest}: " + ", ".join(
             f"{k} shots {_template_mean(done, str(k), 'none'):.3f} / "

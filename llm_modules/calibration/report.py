@@ -68,17 +68,16 @@ def sensitivity_table(sensitivity: dict) -> list[str]:
 def federated_table(federated: dict) -> list[str]:
     lines = ["| validation size | shots | pooled LinC acc | FedAvg LinC acc | owner alone acc "
              "| pooled ECE | FedAvg ECE |", "|---|---|---|---|---|---|---|"]
-    for size, by_shots in federated.items():
-        for shots, entry in by_shots.items():
-            if shots == "max_abs_W_difference":
-                continue
-            cells = [_cell(entry[k]) for k in ("pooled_accuracy", "federated_accuracy",
-                                                "owner_alone_accuracy", "pooled_ece",
-                                                "federated_ece")]
-            lines.append(f"| {size} | {shots} | {' | '.join(cells)} |")
-    gaps = ", ".join(f"{size} examples: {v['max_abs_W_difference']:.4f}"
-                     for size, v in federated.items())
-    lines += ["", f"Largest |W_FedAvg − W_pooled| entry over all jobs: {gaps}."]
+    for key, entry in federated.items():
+        if key == "max_abs_W_difference":
+            continue
+        size, shots = key.split("/")
+        cells = [_cell(entry[k]) for k in ("pooled_accuracy", "federated_accuracy",
+                                            "owner_alone_accuracy", "pooled_ece",
+                                            "federated_ece")]
+        lines.append(f"| {size} | {shots} | {' | '.join(cells)} |")
+    lines += ["", "Largest |W_FedAvg − W_pooled| entry over all jobs: "
+                  f"{federated['max_abs_W_difference']:.4f}."]
     return lines
 
 
@@ -101,17 +100,19 @@ def section(result: dict, figures: str | None = None) -> str:
     """The benchmark section for docs/benchmarks: settings, tables, checks, timings."""
     settings, seconds, machine = result["settings"], result["seconds"], result["machine"]
     tuning = result["tuning"]
-    chosen = ", ".join(f"{n} examples: lr {lr:g}, {ep} epochs"
-                       for n, (lr, ep) in tuning["chosen"].items())
-    how = "fixed" if tuning.get("fixed") else (
-        f"chosen on development seeds {settings['dev_seeds']} (their own data)")
+    rates = ", ".join(f"{key.replace('/', ' examples, ')} shots: {lr:g}"
+                      for key, lr in tuning["lr"].items())
+    how = "given" if tuning.get("fixed") else (
+        f"chosen per validation size and shots from {settings['lr_grid']} on development "
+        f"seeds {settings['dev_seeds']}, which have data of their own")
     lines = [
         "## LinC: calibrated in-context learning (issue 16)", "",
         f"Task: {result['task']}; templates: "
         f"{', '.join(next(iter(result['rows'].values())))}; seeds {settings['seeds']}; "
         f"shots {settings['shots']}; validation sizes {settings['sizes']}; "
-        f"{settings['test_size']} test examples per seed (built-in task). LinC ({how}): "
-        f"{chosen}. Numbers are the median (min–max) over seeds of the mean over templates.",
+        f"{settings['test_size']} test examples per seed (built-in task). LinC runs "
+        f"{settings['linc_epochs']} epochs; its learning rate is {how}: {rates}. Numbers are "
+        f"the median (min–max) over seeds of the mean over templates.",
         "",
         f"Machine: {machine['cpus']} CPU cores shared with other jobs (load average "
         f"{machine['load_average_before']:.1f} at the start, "
@@ -141,6 +142,6 @@ def section(result: dict, figures: str | None = None) -> str:
         lines += ["", "### Federated LinC (FedAvg through Flower) against pooled fitting", "",
                   f"{settings['federated_owners']} owners hold equal shares of the "
                   f"validation examples; one round = {settings['federated_owners']} local "
-                  f"epochs; rounds = LinC's epochs.", "",
+                  f"epochs; {settings['linc_epochs']} rounds (LinC's epochs).", "",
                   *federated_table(result["federated"])]
     return "\n".join(lines) + "\n"
