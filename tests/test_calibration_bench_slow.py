@@ -25,3 +25,18 @@ def test_quick_benchmark_with_federated_linc(tmp_path, capsys):
         assert gap < 0.03
     assert federated["max_abs_W_difference"] < 0.1
     assert len(list((tmp_path / "fig").glob("*.png"))) == 4
+
+
+@pytest.mark.slow
+def test_task_command_writes_files_that_the_other_commands_take(tmp_path, capsys):
+    out = tmp_path / "task"
+    assert federation_cli.main(["llm", "calibrate", "task", "--out", str(out), "--data-dir",
+                                str(tmp_path / "models"), "--json"]) == 0
+    capsys.readouterr()
+    assert federation_cli.main([
+        "llm", "calibrate", "probs", "--model", str(out / "model"), "--prompt",
+        str(out / "prompts" / "sentiment.json"), "--data", str(out / "test.jsonl"),
+        "--pool", str(out / "pool.jsonl"), "--shots", "4", "--out", str(tmp_path / "p.json"),
+        "--json"]) == 0
+    result = json.loads(capsys.readouterr()[0])
+    assert result["examples"] == 300 and sum(result["predicted_counts"].values()) == 300

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -82,6 +83,12 @@ def _task(args: argparse.Namespace, settings):
                      examples("test"))
 
 
+def temporary_cache() -> tuple[ProbabilityCache, tempfile.TemporaryDirectory]:
+    """A fresh SQLite cache in a temporary directory (shared with federated owners)."""
+    holder = tempfile.TemporaryDirectory(prefix="pv4fad-calibration-")
+    return ProbabilityCache(Path(holder.name) / "probs.sqlite"), holder
+
+
 def _write_json(path: str | None, result: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +97,6 @@ def _write_json(path: str | None, result: dict) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from llm_modules.calibration.bench import run_benchmark
-    from llm_modules.calibration.cli import temporary_cache
     from llm_modules.calibration.report import section, write_figures
     from llm_modules.calibration.scoring import LabelScorer
     from server.calibration import run_federated_linc

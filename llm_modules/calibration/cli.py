@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -170,8 +169,3 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     emit(result, args.json, human)
     return 0
 
-
-def temporary_cache() -> tuple[ProbabilityCache, tempfile.TemporaryDirectory]:
-    """A fresh SQLite cache in a temporary directory (shared with federated owners)."""
-    holder = tempfile.TemporaryDirectory(prefix="pv4fad-calibration-")
-    return ProbabilityCache(Path(holder.name) / "probs.sqlite"), holder
