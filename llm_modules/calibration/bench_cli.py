@@ -34,7 +34,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-federated", action="store_true", help="skip the Flower part")
     bench.add_argument("--cache", help="SQLite result cache to reuse (default: a fresh one)")
     bench.add_argument("--data-dir", help="built-in model cache (default $PV4FAD_CACHE)")
-    bench.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    bench.add_argument("--threads", type=int, default=1,
+                       help="torch intra-op threads (default 1: a tiny model gains nothing "
+                            "from more, and on a shared CPU more threads spin-wait)")
     bench.add_argument("--out", help="write the full result (JSON) here")
     bench.add_argument("--markdown", help="write the benchmark section (Markdown) here")
     bench.add_argument("--figures", help="write reliability and entropy figures here")

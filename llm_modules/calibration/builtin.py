@@ -55,6 +55,18 @@ def build_task_model(
     out = task_model_dir(config, root)
     if (out / "training.json").is_file():
         return out
+    # One intra-op thread: the same weights whatever the caller's thread count (float
+    # reductions differ across thread counts), and no spin-waiting on a shared CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _train(config, out, log)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _train(config: TaskModelConfig, out: Path, log: Callable[[str], None]) -> None:
     started = time.perf_counter()
     documents = corpus(config.corpus, config.documents, config.seed)
     tokenizer = word_level_tokenizer(vocabulary_texts())
@@ -85,7 +97,6 @@ def build_task_model(
     meta = {"config": asdict(config), "final_loss": sum(recent) / len(recent),
             "seconds": time.perf_counter() - started}
     (out / "training.json").write_text(json.dumps(meta, indent=1))
-    return out
 
 
 def _pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
