@@ -81,6 +81,22 @@ def federated_table(federated: dict) -> list[str]:
     return lines
 
 
+def tuning_table(grid: dict[str, float]) -> list[str]:
+    """Mean development accuracy of LinC per (validation size, shots) and learning rate."""
+    cells: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in grid.items():
+        size, shots, lr = key.split("/")
+        cells.setdefault((size, shots), {})[lr] = value
+    rates = list(next(iter(cells.values())))
+    lines = [f"| examples | shots | {' | '.join(f'lr {r}' for r in rates)} |",
+             "|---|---|" + "---|" * len(rates)]
+    for (size, shots), by_rate in cells.items():
+        best = max(by_rate.values())
+        row = [f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in by_rate.values()]
+        lines.append(f"| {size} | {shots} | {' | '.join(row)} |")
+    return lines
+
+
 def write_figures(result: dict, out_dir: str | Path) -> list[Path]:
     """A reliability diagram and an entropy histogram per number of shots."""
     paths = []
@@ -100,8 +116,7 @@ def section(result: dict, figures: str | None = None) -> str:
     """The benchmark section for docs/benchmarks: settings, tables, checks, timings."""
     settings, seconds, machine = result["settings"], result["seconds"], result["machine"]
     tuning = result["tuning"]
-    rates = ", ".join(f"{key.replace('/', ' examples, ')} shots: {lr:g}"
-                      for key, lr in tuning["lr"].items())
+    rates = ", ".join(f"({key.replace('/', ', ')}) {lr:g}" for key, lr in tuning["lr"].items())
     how = "given" if tuning.get("fixed") else (
         f"chosen per validation size and shots from {settings['lr_grid']} on development "
         f"seeds {settings['dev_seeds']}, which have data of their own")
@@ -111,21 +126,29 @@ def section(result: dict, figures: str | None = None) -> str:
         f"{', '.join(next(iter(result['rows'].values())))}; seeds {settings['seeds']}; "
         f"shots {settings['shots']}; validation sizes {settings['sizes']}; "
         f"{settings['test_size']} test examples per seed (built-in task). LinC runs "
-        f"{settings['linc_epochs']} epochs; its learning rate is {how}: {rates}. Numbers are "
-        f"the median (min–max) over seeds of the mean over templates.",
+        f"{settings['linc_epochs']} epochs; its learning rate is {how}; per (examples, shots): "
+        f"{rates}. Numbers are the median (min–max) over seeds of the mean over templates.",
         "",
         f"Machine: {machine['cpus']} CPU cores shared with other jobs (load average "
         f"{machine['load_average_before']:.1f} at the start, "
-        f"{machine['load_average_after']:.1f} at the end), {machine['torch_threads']} torch "
-        f"threads, device {machine['device']}. Wall time {seconds['total']:.0f} s: "
+        f"{machine['load_average_after']:.1f} at the end), torch intra-op threads: "
+        f"{machine['torch_threads']}, device {machine['device']}. Wall time "
+        f"{seconds['total']:.0f} s, of which: "
         + ", ".join(f"{part} {value:.0f} s" for part, value in seconds.items()
                     if part != "total") + ".",
-        "", "### Targets", "", *checks(result),
+        "", "### Targets", "",
+        "LinC with the two smallest validation sizes against no calibration and contextual "
+        "calibration, medians over seeds; yes = LinC is better (higher accuracy, lower ECE, "
+        "smaller accuracy range over templates).", "", *checks(result),
     ]
     for shots in result["summary"]:
         lines += ["", f"### {shots} shots", "", *method_table(result["summary"], shots), "",
                   "Accuracy per template (median over seeds):", "",
                   *template_table(result["summary"], shots)]
+    if "grid_accuracy" in tuning:
+        lines += ["", "### LinC's learning rate on the development seeds", "",
+                  "Mean accuracy over the development seeds and templates (the chosen rate "
+                  "in bold):", "", *tuning_table(tuning["grid_accuracy"])]
     lines += ["", f"### Sensitivity at {settings['sensitivity_shots']} shots", "",
               "Spread of accuracy over orders of the same demonstrations (permutations) "
               "and over label proportions of the demonstrations (proportions), median over "
