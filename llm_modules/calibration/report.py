@@ -81,8 +81,9 @@ def federated_table(federated: dict) -> list[str]:
     return lines
 
 
-def tuning_table(grid: dict[str, float]) -> list[str]:
-    """Mean development accuracy of LinC per (validation size, shots) and learning rate."""
+def tuning_table(grid: dict[str, float], chosen: dict[str, float]) -> list[str]:
+    """Mean development accuracy of LinC per (validation size, shots) and learning rate,
+    the chosen rate in bold."""
     cells: dict[tuple[str, str], dict[str, float]] = {}
     for key, value in grid.items():
         size, shots, lr = key.split("/")
@@ -91,8 +92,8 @@ def tuning_table(grid: dict[str, float]) -> list[str]:
     lines = [f"| examples | shots | {' | '.join(f'lr {r}' for r in rates)} |",
              "|---|---|" + "---|" * len(rates)]
     for (size, shots), by_rate in cells.items():
-        best = max(by_rate.values())
-        row = [f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in by_rate.values()]
+        pick = chosen[f"{size}/{shots}"]
+        row = [f"**{v:.3f}**" if float(lr) == pick else f"{v:.3f}" for lr, v in by_rate.items()]
         lines.append(f"| {size} | {shots} | {' | '.join(row)} |")
     return lines
 
@@ -148,7 +149,7 @@ def section(result: dict, figures: str | None = None) -> str:
     if "grid_accuracy" in tuning:
         lines += ["", "### LinC's learning rate on the development seeds", "",
                   "Mean accuracy over the development seeds and templates (the chosen rate "
-                  "in bold):", "", *tuning_table(tuning["grid_accuracy"])]
+                  "in bold):", "", *tuning_table(tuning["grid_accuracy"], tuning["lr"])]
     lines += ["", f"### Sensitivity at {settings['sensitivity_shots']} shots", "",
               "Spread of accuracy over orders of the same demonstrations (permutations) "
               "and over label proportions of the demonstrations (proportions), median over "
