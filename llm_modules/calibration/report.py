@@ -9,6 +9,10 @@ from llm_modules.calibration.plots import entropy_plot, reliability_diagram
 HEADLINE_METRICS = ("accuracy", "macro_f1", "ece", "mean_entropy_bits")
 
 
+def _seq(values: list | tuple) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
 def _cell(s: dict) -> str:
     return f"{s['median']:.3f} ({s['min']:.3f}–{s['max']:.3f})"
 
@@ -119,13 +123,13 @@ def section(result: dict, figures: str | None = None) -> str:
     tuning = result["tuning"]
     rates = ", ".join(f"({key.replace('/', ', ')}) {lr:g}" for key, lr in tuning["lr"].items())
     how = "given" if tuning.get("fixed") else (
-        f"chosen per validation size and shots from {settings['lr_grid']} on development "
-        f"seeds {settings['dev_seeds']}, which have data of their own")
+        f"chosen per validation size and shots from {_seq(settings['lr_grid'])} on "
+        f"development seeds {_seq(settings['dev_seeds'])}, which have data of their own")
     lines = [
         "## LinC: calibrated in-context learning (issue 16)", "",
         f"Task: {result['task']}; templates: "
-        f"{', '.join(next(iter(result['rows'].values())))}; seeds {settings['seeds']}; "
-        f"shots {settings['shots']}; validation sizes {settings['sizes']}; "
+        f"{', '.join(next(iter(result['rows'].values())))}; seeds {_seq(settings['seeds'])}; "
+        f"shots {_seq(settings['shots'])}; validation sizes {_seq(settings['sizes'])}; "
         f"{settings['test_size']} test examples per seed (built-in task). LinC runs "
         f"{settings['linc_epochs']} epochs; its learning rate is {how}; per (examples, shots): "
         f"{rates}. Numbers are the median (min–max) over seeds of the mean over templates.",
