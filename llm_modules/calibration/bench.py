@@ -24,10 +24,10 @@ from llm_modules.calibration.grid import (
     demonstrations_for,
     evaluate,
     methods,
+    over_seeds,
     rates_record,
     run_grid,
     score_prompt,
-    spread,
     summarise,
     tune_linc,
     validation_subset,
@@ -36,8 +36,8 @@ from llm_modules.calibration.metrics import (
     entropy_histogram,
     expected_calibration_error,
     reliability,
+    spread,
 )
-from llm_modules.calibration.metrics import spread as accuracy_spread
 from llm_modules.calibration.prompts import permutations, with_label_counts
 from llm_modules.calibration.scoring import LabelScorer
 
@@ -77,7 +77,7 @@ def sensitivity(task: BenchTask, scorer: LabelScorer, settings: BenchSettings, r
                                     chosen) for demos in demo_sets]
                 for name in results[0]:
                     found[kind].setdefault(name, []).append(
-                        accuracy_spread([r[name]["accuracy"] for r in results]))
+                        spread([r[name]["accuracy"] for r in results]))
         log(f"sensitivity: seed {seed} done")
     return {
         kind: {name: {stat: statistics.median(s[stat] for s in spreads)
@@ -170,7 +170,7 @@ def _compare(jobs: Sequence[CalibrationJob], scored_by_job: dict, weights: dict,
     out: dict = {"max_abs_W_difference": max(gaps)}
     for size, shots in itertools.product(settings.federated_sizes, settings.federated_shots):
         seeds = [per_seed[(size, shots, s)] for s in settings.seeds]
-        out[f"{size}/{shots}"] = {name: spread([statistics.fmean(row[name]) for row in seeds])
+        out[f"{size}/{shots}"] = {name: over_seeds([statistics.fmean(row[name]) for row in seeds])
                                   for name in seeds[0]}
     return out
 

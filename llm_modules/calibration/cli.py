@@ -54,7 +54,7 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--probs", required=True)
     fit.add_argument("--method", required=True, choices=sorted(CALIBRATORS))
     fit.add_argument("--size", type=int, help="use only the first N examples")
-    fit.add_argument("--lr", type=float, default=0.03, help="LinC's SGD learning rate")
+    fit.add_argument("--lr", type=float, default=0.1, help="LinC's SGD learning rate")
     fit.add_argument("--epochs", type=int, default=15, help="LinC's epochs")
     fit.add_argument("--seed", type=int, default=0, help="LinC's shuffling seed")
     fit.add_argument("--out", required=True, help="calibrator file to write (JSON)")

@@ -153,7 +153,8 @@ def evaluate(scored: ScoredPrompt, chosen: Sequence[Method]) -> dict[str, dict[s
     return {m[0]: report(calibrated(scored, m), scored.test_labels) for m in chosen}
 
 
-def spread(values: Sequence[float]) -> dict[str, float]:
+def over_seeds(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of one number per seed."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
@@ -227,7 +228,7 @@ def summarise(rows: dict) -> dict:
     summary: dict = {}
     for shots, by_method in first[templates[0]].items():
         for method in by_method:
-            entry = {metric: spread([_template_mean(rows[s], shots, method, metric)
+            entry = {metric: over_seeds([_template_mean(rows[s], shots, method, metric)
                                      for s in seeds])
                      for metric in ("accuracy", "macro_f1", "ece", "mean_entropy_bits")}
             entry["per_template_accuracy"] = {
@@ -235,6 +236,6 @@ def summarise(rows: dict) -> dict:
                 for t in templates}
             ranges = [max(a) - min(a) for a in (
                 [rows[s][t][shots][method]["accuracy"] for t in templates] for s in seeds)]
-            entry["template_range"] = spread(ranges)
+            entry["template_range"] = over_seeds(ranges)
             summary.setdefault(shots, {})[method] = entry
     return summary
