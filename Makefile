@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/bench_unlearning.py
 	$(PY) bench/bench_map.py --out docs/benchmarks/map.md
 	$(PY) bench/bench_post_training.py
+	$(PY) bench/bench_linc.py
 	$(PY) bench/bench_deploy.py --reps 3 --out runs/bench-deploy
 	$(PY) bench/assemble.py
 
