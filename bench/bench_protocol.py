@@ -253,6 +253,8 @@ def main() -> None:
     parser.add_argument("--forest-draws", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/protocol.json"))
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already saved in --out with enough repetitions")
     args = parser.parse_args()
     parts = args.parts.split(",")
     results: dict[str, Any] = {}
@@ -271,7 +273,11 @@ def main() -> None:
         for scenario in args.scenarios.split(","):
             for mode, cfg, reps in (("private", config, args.reps),
                                     ("plaintext", plain, args.plain_reps)):
-                runs[f"{scenario}/{mode}"] = [
+                key = f"{scenario}/{mode}"
+                if args.resume and len(runs.get(key, [])) >= reps:
+                    print(f"{key}: {reps} runs already in {args.out}, kept")
+                    continue
+                runs[key] = [
                     full_run(data, scenario, args.work / f"{scenario}-{mode}-{r}", cfg)
                     for r in range(reps)]
                 _save(args.out, results | {"runs": runs})
@@ -288,7 +294,10 @@ def main() -> None:
             results["training"] = training_sweep(x, config, args.draws)
         _save(args.out, results)
     if "labels" in parts:
-        results["labels"] = label_mode(args.work / "scenario01-private-0", config, args.reps)
+        trained = args.work / "scenario01-private-0"
+        if not (trained / "summary.json").exists():  # `runs` was resumed: train one here
+            full_run(data, "scenario01", trained, config)
+        results["labels"] = label_mode(trained, config, args.reps)
     if "scale" in parts:
         challenge = data_dir("challenge", args.work)
         results["scale"] = {mode: full_run(challenge, "scenario03", args.work / f"challenge-{mode}",
