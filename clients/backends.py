@@ -10,17 +10,25 @@ are classed plaintext in the ledger so that the privacy checks reject it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from federation import wire
-from federation.errors import ProtocolError
+from federation.errors import ProtocolError, Pv4fadError
 from federation.transcript import PayloadClass
 
 PNS_KEY_FILE = "ckks_secret.bin"
+
+
+class BadReply(ProtocolError):
+    """One bank's counts reply does not open: that bank is left out of a retry."""
+
+    def __init__(self, bank: str, reason: str) -> None:
+        super().__init__(f"{bank}: {reason}")
+        self.bank, self.reason = bank, reason
 
 
 class Backend(Protocol):
@@ -30,7 +38,7 @@ class Backend(Protocol):
     # PNS side
     def new_pns_key(self, state: Path) -> bytes: ...
     def encrypt_groups(self, state: Path, groups: np.ndarray, n_groups: int) -> bytes: ...
-    def counts(self, state: Path, replies: Sequence[bytes], n_groups: int, n_columns: int
+    def counts(self, state: Path, replies: Mapping[str, bytes], n_groups: int, n_columns: int
                ) -> np.ndarray: ...
 
     # bank side
@@ -79,17 +87,21 @@ class EncryptedBackend:
 
         return encrypt_groups(self._keys(state), groups, n_groups)
 
-    def counts(self, state: Path, replies: Sequence[bytes], n_groups: int, n_columns: int
+    def counts(self, state: Path, replies: Mapping[str, bytes], n_groups: int, n_columns: int
                ) -> np.ndarray:
-        """(n_groups, n_columns) sums over the banks' replies: noisy counts."""
+        """(n_groups, n_columns) sums over the banks' replies: noisy counts. A reply that
+        does not decrypt raises BadReply naming its bank."""
         from crypto.ckks import DigitLayout, constant_terms, data_modulus, decode_counts
 
         keys = self._keys(state)
         layout = DigitLayout(n_groups, keys.params)
         _, modulus = data_modulus(keys)
         totals = [[0] * layout.n_polys for _ in range(n_columns)]
-        for reply in replies:
-            terms = constant_terms(keys, reply, n_columns, layout.n_polys)
+        for bank, reply in replies.items():
+            try:
+                terms = constant_terms(keys, reply, n_columns, layout.n_polys)
+            except Pv4fadError as exc:
+                raise BadReply(bank, str(exc)) from exc
             totals = [[(t + v) % modulus for t, v in zip(tr, vr, strict=True)]
                       for tr, vr in zip(totals, terms, strict=True)]
         return decode_counts(layout, totals, modulus).T
@@ -147,10 +159,20 @@ class PlaintextBackend:
     def encrypt_groups(self, state: Path, groups: np.ndarray, n_groups: int) -> bytes:
         return wire.pack({"groups": groups.astype(np.int32), "n_groups": n_groups})
 
-    def counts(self, state: Path, replies: Sequence[bytes], n_groups: int, n_columns: int
+    def counts(self, state: Path, replies: Mapping[str, bytes], n_groups: int, n_columns: int
                ) -> np.ndarray:
-        return sum((np.asarray(wire.unpack(r)["counts"], dtype=np.int64) for r in replies),
-                   np.zeros((n_groups, n_columns), dtype=np.int64))
+        total = np.zeros((n_groups, n_columns), dtype=np.int64)
+        for bank, reply in replies.items():
+            try:
+                counts = np.asarray(wire.unpack(reply, what="plaintext counts")["counts"],
+                                    dtype=np.int64)
+            except (Pv4fadError, KeyError, ValueError, TypeError) as exc:
+                raise BadReply(bank, f"plaintext counts: {exc}") from exc
+            if counts.shape != total.shape:
+                raise BadReply(bank, f"plaintext counts: shape {counts.shape}, "
+                                     f"expected {total.shape}")
+            total += counts
+        return total
 
     def open_request(self, pns_public: bytes, request: bytes, n_rows: int, max_groups: int
                      ) -> Any:

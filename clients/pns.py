@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clients.backends import BadReply
 from clients.party import Party
 from crypto.linkage import keyed_hashes, linkage_key
 from federation.config import ProtocolConfig
@@ -137,8 +138,12 @@ class PaymentNetwork(Party):
             return self.reply(AGGREGATE, public={"bad_payloads": json.dumps(bad)})
         noise = json.loads(params.pop())
         n_groups, n_columns = N_CLASSES * self.config.n_cells, self.config.n_statuses - 1
-        noisy = self.backend.counts(self.stage_dir(), [r["counts"] for r in replies.values()],
-                                    n_groups, n_columns)
+        try:
+            noisy = self.backend.counts(self.stage_dir(), {
+                bank: r["counts"] for bank, r in replies.items()}, n_groups, n_columns)
+        except BadReply as exc:
+            return self.reply(AGGREGATE, public={"bad_payloads": json.dumps(
+                {exc.bank: exc.reason})})
         arrays = self.load_arrays("scores")
         counted = arrays["counted"]
         position = np.full(len(arrays["cell"]), -1)

@@ -212,3 +212,20 @@ def test_counts_exact_at_a_million_rows(keys, public):
     np.add.at(truth, group, bits[0])
     terms = constant_terms(keys, reply, 1, layout.n_polys)
     np.testing.assert_array_equal(decode_counts(layout, terms, data_modulus(keys)[1])[0], truth)
+
+
+def test_pns_names_the_bank_whose_reply_does_not_open(keys, public, request_blob, data,
+                                                      tmp_path):
+    """A reply under another key (or cut short) is pinned on its bank, so the PNS can retry
+    without it instead of failing the whole sum."""
+    from clients.backends import PNS_KEY_FILE, BadReply, EncryptedBackend
+
+    keys.save(tmp_path / PNS_KEY_FILE)
+    good = _reply(public, request_blob, data["bits"], np.zeros((2, N_GROUPS), np.int64))
+    backend = EncryptedBackend()
+    counts = backend.counts(tmp_path, {"bank01": good}, N_GROUPS, 2)
+    np.testing.assert_array_equal(counts, _truth(data).T)
+    for bad in (good[: len(good) // 2], good[:-1] + bytes([good[-1] ^ 1])):
+        with pytest.raises(BadReply) as info:
+            backend.counts(tmp_path, {"bank01": good, "bank02": bad}, N_GROUPS, 2)
+        assert info.value.bank == "bank02" and str(info.value).startswith("bank02: ")
