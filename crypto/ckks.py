@@ -199,7 +199,10 @@ def product_sums(groups: EncryptedGroups, status_bits: np.ndarray) -> bytes:
     for column in bits.astype(np.int64):
         sums: list[Any] = [None] * n_polys
         for k in range(len(groups.ciphertexts[0])):
-            plain = _status_plaintext(context, primes, column[k * degree:(k + 1) * degree])
+            chunk = column[k * degree:(k + 1) * degree]
+            if not chunk.any():  # SEAL refuses a product by zero (a transparent result)
+                continue
+            plain = _status_plaintext(context, primes, chunk)
             for p in range(n_polys):
                 product = seal.Ciphertext()
                 evaluator.multiply_plain(groups.ciphertexts[p][k], plain, product)
@@ -207,6 +210,11 @@ def product_sums(groups: EncryptedGroups, status_bits: np.ndarray) -> bytes:
                     sums[p] = product
                 else:
                     evaluator.add_inplace(sums[p], product)
+        for p in range(n_polys):
+            if sums[p] is None:  # no status bit set in this column: a fresh encryption of 0
+                sums[p] = seal.Ciphertext()
+                context.encryptor.encrypt_zero(context.suite.data_parms_id, sums[p])
+                sums[p].scale = groups.ciphertexts[p][0].scale
         blobs += [_sealio.dump(ct) for ct in sums]
     header = {"param_id": context.params.param_id, "key_id": context.key_id,
               "n_columns": int(bits.shape[0]), "n_polys": n_polys,

@@ -229,3 +229,19 @@ def test_pns_names_the_bank_whose_reply_does_not_open(keys, public, request_blob
         with pytest.raises(BadReply) as info:
             backend.counts(tmp_path, {"bank01": good, "bank02": bad}, N_GROUPS, 2)
         assert info.value.bank == "bank02" and str(info.value).startswith("bank02: ")
+
+
+def test_a_bank_with_no_status_bit_in_a_chunk_or_column_still_answers(keys, public,
+                                                                      request_blob, data):
+    """A chunk (or a whole column) of zero bits is a product SEAL refuses; the counts must
+    still come out exact (zero where no bit is set)."""
+    bits = data["bits"].copy()
+    bits[0, 8192:16384] = 0  # one chunk with no bit set
+    bits[1] = 0  # a column with no bit set at all
+    noise = np.zeros((2, N_GROUPS), np.int64)
+    reply = _reply(public, request_blob, bits, noise)
+    layout = DigitLayout(N_GROUPS, keys.params)
+    counts = decode_counts(layout, constant_terms(keys, reply, 2, layout.n_polys),
+                           data_modulus(keys)[1])
+    np.testing.assert_array_equal(counts, _truth({**data, "bits": bits}))
+    assert not counts[1].any()
