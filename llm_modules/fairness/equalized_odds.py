@@ -10,9 +10,23 @@ ThresholdOptimizer; with `monotone=False` any map from levels to probabilities i
 (sensible only for a few levels, e.g. a binary prediction or a vote count). The loss is
 the error rate (`objective="accuracy"`) or the balanced error rate ("balanced_accuracy",
 each class weighted by the inverse of its frequency).
+
+A (group, level) cell with no fitting rows has no cost and no constraint in the LP, so the
+solver's value there is arbitrary. Such cells are decided after the solve: `fill="nearest"`
+copies the group's nearest seen level (the mean of the two when equally near), which keeps a
+monotone map monotone; `fill="pooled"` uses the count-weighted mean of the other groups'
+decisions at that level (falling back to nearest when no group saw it). With given discrete
+`levels` (votes, counts), predicting a row that lands in a filled cell warns
+(`EmptyCellWarning`): its decision was not fitted on data.
+
+The LP is built from the cell counts alone, so `update_counts` can move rows between cells
+(a voter changed its vote after a forget, a calibration row was deleted) and re-solve
+without touching the other rows.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy.optimize import linprog
@@ -21,6 +35,11 @@ from federation.errors import Pv4fadError
 from llm_modules.fairness.metrics import accuracy
 
 OBJECTIVES = ("accuracy", "balanced_accuracy")
+FILLS = ("nearest", "pooled")
+
+
+class EmptyCellWarning(UserWarning):
+    """A predicted row fell in a (group, level) cell that had no fitting rows."""
 
 
 class FairnessError(Pv4fadError):
@@ -54,10 +73,12 @@ class EqualizedOddsPostProcessor:
         monotone: bool = True,
         levels: np.ndarray | None = None,
         objective: str = "accuracy",
+        fill: str = "nearest",
     ) -> None:
         self.monotone = monotone
         self.levels = levels
         self.objective = objective
+        self.fill = fill
 
     def fit(
         self, scores: np.ndarray, y: np.ndarray, group: np.ndarray
@@ -66,24 +87,71 @@ class EqualizedOddsPostProcessor:
             raise FairnessError(
                 f"equalized-odds objective {self.objective!r}: expected one of {OBJECTIVES}"
             )
+        if self.fill not in FILLS:
+            raise FairnessError(f"equalized-odds fill {self.fill!r}: expected one of {FILLS}")
         scores, labels, group = check_inputs(scores, y, group, "equalized-odds fit")
         y = np.asarray(labels)
         self.levels_ = np.unique(scores) if self.levels is None else np.asarray(self.levels, float)
         self.groups_ = np.unique(group)
-        level = self._level_index(scores)
-        g_index = np.searchsorted(self.groups_, group)
         counts = np.zeros((len(self.groups_), len(self.levels_), 2))
-        np.add.at(counts, (g_index, level, y), 1.0)
+        np.add.at(counts, (self._group_index(group), self._level_index(scores), y), 1.0)
+        self.counts_ = counts
+        self._refit()
+        return self
+
+    def _group_index(self, group: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.groups_, group)
+
+    def _refit(self) -> None:
+        """Check every group still has both labels, solve the LP, decide empty cells."""
         for g, name in enumerate(self.groups_):
             for label in (0, 1):
-                if counts[g, :, label].sum() == 0:
+                if self.counts_[g, :, label].sum() == 0:
                     kind = "positive" if label else "negative"
                     raise FairnessError(
                         f"equalized-odds fit: group {name.item()!r} has no {kind} labels, so its "
                         "TPR/FPR is undefined; merge it or add data"
                     )
-        self.p_ = self._solve(counts)
+        self.p_ = self._fill(self._solve(self.counts_), self.counts_)
+
+    def update_counts(
+        self, scores: np.ndarray, y: np.ndarray, group: np.ndarray, sign: float
+    ) -> EqualizedOddsPostProcessor:
+        """Add (sign = +1) or remove (sign = -1) rows from the fitted cell counts and re-solve;
+        equal to refitting on the changed rows, at the cost of the changed rows only."""
+        scores, labels, group = check_inputs(scores, y, group, "equalized-odds update")
+        known = np.isin(group, self.groups_)
+        if not known.all():
+            raise FairnessError(
+                f"equalized-odds update: groups {sorted(set(group[~known].tolist()))} were not "
+                f"seen in fit (known: {self.groups_.tolist()})"
+            )
+        index = (self._group_index(group), self._level_index(scores), np.asarray(labels))
+        np.add.at(self.counts_, index, float(sign))
+        if (self.counts_ < -1e-9).any():
+            raise FairnessError("equalized-odds update: removed rows that were never counted")
+        self._refit()
         return self
+
+    def _fill(self, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Decide the cells with no fitting rows (the LP leaves them arbitrary)."""
+        seen = counts.sum(axis=2) > 0
+        self.empty_ = ~seen
+        nearest = p.copy()
+        positions = np.arange(p.shape[1])
+        for g in range(p.shape[0]):
+            have = positions[seen[g]]
+            for k in positions[~seen[g]]:
+                gap = np.abs(have - k)
+                nearest[g, k] = p[g, have[gap == gap.min()]].mean()
+        if self.fill == "nearest":
+            return nearest
+        filled = nearest.copy()
+        weight = counts.sum(axis=2)
+        for g, k in zip(*np.nonzero(~seen), strict=True):
+            if weight[:, k].sum() > 0:
+                filled[g, k] = float(np.average(p[:, k], weights=weight[:, k]))
+        return filled
 
     def _level_index(self, scores: np.ndarray) -> np.ndarray:
         index = np.searchsorted(self.levels_, scores, side="right") - 1
@@ -137,7 +205,22 @@ class EqualizedOddsPostProcessor:
                 f"equalized-odds predict: groups {sorted(set(group[~known].tolist()))} were not "
                 f"seen in fit (known: {self.groups_.tolist()})"
             )
-        return self.p_[np.searchsorted(self.groups_, group), self._level_index(scores)]
+        g_index, level = self._group_index(group), self._level_index(scores)
+        in_empty = self.empty_[g_index, level]
+        # With free-valued scores (levels=None) a level seen only in another group is the
+        # usual case, not a gap; the warning is for discrete outputs (votes, counts).
+        if self.levels is not None and in_empty.any():
+            cells = sorted({
+                (self.groups_[g].item(), float(self.levels_[k]))
+                for g, k in zip(g_index[in_empty], level[in_empty], strict=True)
+            })
+            warnings.warn(
+                f"equalized-odds predict: {int(in_empty.sum())} rows fall in (group, level) "
+                f"cells {cells[:5]} with no fitting rows; decided by fill={self.fill!r}",
+                EmptyCellWarning,
+                stacklevel=2,
+            )
+        return self.p_[g_index, level]
 
     def predict(
         self, scores: np.ndarray, group: np.ndarray, random_state: int | None = None
