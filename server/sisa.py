@@ -21,7 +21,7 @@ import numpy as np
 from clients.sisa_shard import ShardHost
 from federation.errors import ProtocolError, Pv4fadError
 from federation.sisa.data import DATASETS, load_dataset
-from federation.sisa.learners import check_learner
+from federation.sisa.learners import check_learner, full_retrain_samples
 from federation.sisa.shard import ShardSpec, ShardUpdate
 
 ShardProba = dict[int, np.ndarray]  # shard -> P(y = 1) per query row
@@ -223,12 +223,18 @@ class SisaCoordinator:
         self._move_forgotten(todo)
         applied = self.flush_pending()
         samples = sum(a["samples"] for a in applied)
+        config = registry["config"]
+        remaining = sum(len(m) for m in registry["shard_ids"].values()) - len(todo)
+        # The baseline is one model retrained from scratch on the remaining rows, not the
+        # sliced ensemble's own training cost (which cumulative slices inflate).
+        full = full_retrain_samples(config["learner"], config["epochs"], remaining)
         return {
             "request": request, "ids": wanted,
             "already_forgotten": sorted(set(wanted) & forgotten),
             "applied": applied, "queued": self.pending, "samples": samples,
-            "full_retrain_samples": registry["train_samples"],
-            "fraction_of_full": samples / max(registry["train_samples"], 1),
+            "full_retrain_samples": full,
+            "sisa_train_samples": registry["train_samples"],
+            "fraction_of_full": samples / max(full, 1),
         }
 
     def _move_forgotten(self, ids: list[int]) -> None:

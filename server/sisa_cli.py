@@ -142,8 +142,8 @@ def _forget(args: argparse.Namespace) -> int:
     queued = result["queued"]
     emit(result, args.json, (
         f"request {result['request']}: {len(result['applied'])} shard retrain(s), "
-        f"{result['samples']} samples ({100 * result['fraction_of_full']:.1f} % of full "
-        f"retraining); {len(queued)} deletion(s) queued"
+        f"{result['samples']} samples ({100 * result['fraction_of_full']:.1f} % of "
+        f"retraining one model from scratch); {len(queued)} deletion(s) queued"
         + "".join(
             f"\n  applied: shard {a['shard']} (request {a['request']}) from slice "
             f"{a['first_slice']}, {a['samples']} samples"

@@ -187,3 +187,15 @@ def test_any_sklearn_classifier_by_name(tmp_path: Path) -> None:
     for bad in ("sklearn:sklearn.naive_bayes.Nope", "sklearn:os.path", "xgboost"):
         with pytest.raises(Pv4fadError, match="learner"):
             SisaConfig(learner=bad).validate()
+
+
+def test_accumulating_learner_counts_each_row_once(tmp_path: Path) -> None:
+    data = load_dataset("german")
+    slices = [list(map(int, s)) for s in np.array_split(np.arange(200), 4)]
+    spec = ShardSpec("german", "sklearn:sklearn.naive_bayes.GaussianNB", 5, 0, 0)
+    store = ShardStore(tmp_path, 0)
+    update = store.train(spec, slices)
+    model = store._load_checkpoint(4)
+    truth = np.bincount(data.labels[:200], minlength=2)
+    assert model.class_count_.tolist() == truth.tolist()
+    assert update.samples == 200  # each row fed once, not epochs x cumulative

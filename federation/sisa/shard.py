@@ -120,7 +120,9 @@ class ShardStore:
         state = self._load_checkpoint(first - 1)
         samples = 0
         for r in range(first, len(slices) + 1):
-            ids = np.array(sorted(i for s in slices[:r] for i in s), dtype=np.int64)
+            # A learner that accumulates statistics takes slice r alone (see learners.py).
+            fed = slices[:r] if getattr(learner, "cumulative", True) else slices[r - 1 : r]
+            ids = np.array(sorted(i for s in fed for i in s), dtype=np.int64)
             state, used = learner.train_slice(
                 state, data.features[ids], data.labels[ids], [spec.seed, spec.shard, r]
             )
