@@ -1,15 +1,22 @@
 """FairSISA comparison: a single model, the SISA ensemble, and equalized-odds
-post-processing of the ensemble in three ways, on held-out rows, over several seeds.
+post-processing of the ensemble in three ways (and on the joint vote pattern), on held-out
+rows, over several seeds.
 
 Per seed the data is split 50/25/25 into train / calibration / test (stratified by label);
 models train on train, post-processors fit on calibration, everything is scored on test.
 Reported metrics are exact expectations of the randomised decisions (see
 llm_modules.fairness.metrics).
+
+The measurement the FairSISA claim is about: accuracy of each method *while meeting
+equalized odds* (calibration EOD <= 0.01), compared per seed with ties counted; a method
+whose test balanced accuracy is 0.5 (e.g. "approve everyone", whose EOD is exactly 0) is
+flagged as trivial; the test EOD comes with a bootstrap interval (rows resampled).
 """
 
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +25,13 @@ import numpy as np
 
 from federation.errors import Pv4fadError
 from federation.sisa.data import load_dataset
-from llm_modules.fairness import EqualizedOddsPostProcessor, FairSISA, fairness_report
+from llm_modules.fairness import (
+    EqualizedOddsPostProcessor,
+    FairSISA,
+    equalized_odds_difference,
+    fairness_report,
+)
+from llm_modules.fairness.equalized_odds import EmptyCellWarning
 from llm_modules.fairness.fairlearn_check import FairlearnEqualizedOdds
 from server.sisa import LocalTransport, SisaConfig, SisaCoordinator
 
@@ -31,7 +44,12 @@ METHODS = (
     "FairSISA (a) per constituent",
     "FairSISA (b) aggregate",
     "FairSISA (c) vote count",
+    "FairSISA joint pattern",
 )
+POST = METHODS[5:]
+FAIR_AT = 0.01  # calibration EOD at or below this counts as meeting equalized odds
+TRIVIAL_BAND = 0.005  # |balanced accuracy - 0.5| below this: a trivial (constant-like) rule
+BOOTSTRAP = 200
 METRICS = (
     "accuracy", "balanced_accuracy", "equalized_odds_difference", "demographic_parity_difference"
 )
@@ -47,6 +65,7 @@ class FairnessSetup:
     epochs: int = 5
     objective: str = "accuracy"
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    pattern: bool = True  # also fit the joint-vote-pattern post-processor
 
 
 def _train_and_score(
@@ -62,9 +81,35 @@ def _train_and_score(
     return [coordinator.predict(data.features[ids]).proba for ids in rows]
 
 
-def _reports(y: np.ndarray, decisions: list[np.ndarray], group: np.ndarray) -> dict[str, Any]:
-    pairs = zip(METHODS, decisions, strict=True)
-    return {name: fairness_report(y, d, group) for name, d in pairs}
+def _reports(
+    y: np.ndarray, decisions: list[np.ndarray], group: np.ndarray, seed: int | None = None
+) -> dict[str, Any]:
+    """Per method: the fairness report, the trivial flag, and (with `seed`) a bootstrap
+    95 % interval of the EOD."""
+    out = {}
+    for name, decision in zip(METHODS, decisions, strict=True):
+        if decision is None:
+            continue
+        report = fairness_report(y, decision, group)
+        report.pop("groups")
+        report["trivial"] = abs(report["balanced_accuracy"] - 0.5) < TRIVIAL_BAND
+        if seed is not None:
+            report["eod_interval"] = bootstrap_eod(y, decision, group, seed)
+        out[name] = report
+    return out
+
+
+def bootstrap_eod(
+    y: np.ndarray, decision: np.ndarray, group: np.ndarray, seed: int, rounds: int = BOOTSTRAP
+) -> list[float]:
+    """2.5 and 97.5 percentiles of the EOD over `rounds` resamples of the rows."""
+    rng = np.random.default_rng([seed, 77])
+    y, decision, group = np.asarray(y), np.asarray(decision, float), np.asarray(group)
+    values = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(y), len(y))
+        values.append(equalized_odds_difference(y[pick], decision[pick], group[pick]))
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
 def run_seed(setup: FairnessSetup, seed: int, root: Path) -> dict[str, Any]:
@@ -88,10 +133,8 @@ def run_seed(setup: FairnessSetup, seed: int, root: Path) -> dict[str, Any]:
     objective = setup.objective
     lp = EqualizedOddsPostProcessor(objective=objective).fit(single_cal, y_cal, g_cal)
     reference = FairlearnEqualizedOdds(objective).fit(single_cal, y_cal, g_cal)
-    post = [
-        FairSISA(method, objective=objective).fit(votes_cal, y_cal, g_cal)
-        for method in ("constituent", "aggregate", "votes")
-    ]
+    methods = ["constituent", "aggregate", "votes"] + (["pattern"] if setup.pattern else [])
+    post = [FairSISA(m, objective=objective).fit(votes_cal, y_cal, g_cal) for m in methods]
 
     def decisions(single: np.ndarray, votes: np.ndarray, group: np.ndarray) -> list[np.ndarray]:
         """Each method's P(decision = 1), in METHODS order."""
@@ -101,14 +144,17 @@ def run_seed(setup: FairnessSetup, seed: int, root: Path) -> dict[str, Any]:
             reference.predict_proba(single, group),
             (2 * (votes >= 0.5).sum(1) > votes.shape[1]).astype(float),
             (votes.mean(axis=1) >= 0.5).astype(float),
-        ] + [p.predict_proba(votes, group) for p in post]
+        ] + [p.predict_proba(votes, group) for p in post] + [None] * (len(POST) - len(post))
 
-    on_test = decisions(single_test, votes_test, g_test)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptyCellWarning)
+        on_test = decisions(single_test, votes_test, g_test)
     on_cal = decisions(single_cal, votes_cal, g_cal)
     return {
         "seed": seed,
-        "test": _reports(y_test, on_test, g_test),
+        "test": _reports(y_test, on_test, g_test, seed),
         "calibration": _reports(y_cal, on_cal, g_cal),
+        "empty_cell_warnings": [str(w.message) for w in caught],
         "lp_vs_fairlearn": {
             "objective": objective,
             "lp_on_calibration": lp.fit_score_,
@@ -119,41 +165,81 @@ def run_seed(setup: FairnessSetup, seed: int, root: Path) -> dict[str, Any]:
 
 
 def run_fairness(setup: FairnessSetup, workdir: Path | None = None) -> dict[str, Any]:
-    """All seeds; medians per method and metric; how often (c) has the smallest test EOD."""
+    """All seeds; medians per method and metric; the comparison at equalized odds."""
     with tempfile.TemporaryDirectory(prefix="pv4fad-fairsisa-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         runs = [run_seed(setup, seed, root) for seed in setup.seeds]
+    return summarise(setup, runs)
+
+
+def summarise(setup: FairnessSetup, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    names = [n for n in METHODS if n in runs[0]["test"]]
     medians = {
         name: {m: float(np.median([r["test"][name][m] for r in runs])) for m in METRICS}
-        for name in METHODS
+        for name in names
     }
     calibration_eod = {
         name: float(np.median([r["calibration"][name]["equalized_odds_difference"] for r in runs]))
-        for name in METHODS
+        for name in names
     }
-    post = METHODS[5:]
+    at_eo = {}
+    for name in names:
+        fair = [r for r in runs if r["calibration"][name]["equalized_odds_difference"] <= FAIR_AT]
+        at_eo[name] = {
+            "seeds_meeting": len(fair),
+            "trivial_seeds": sum(r["test"][name]["trivial"] for r in runs),
+            "median_eod_interval": [
+                float(np.median([r["test"][name]["eod_interval"][k] for r in runs]))
+                for k in (0, 1)
+            ],
+        }
+    comparisons = {}
+    c = "FairSISA (c) vote count"
+    for other in ("FairSISA (a) per constituent", "FairSISA (b) aggregate",
+                  "FairSISA joint pattern"):
+        if other not in names:
+            continue
+        for metric in ("accuracy", "balanced_accuracy"):
+            diffs = [r["test"][c][metric] - r["test"][other][metric] for r in runs]
+            comparisons[f"(c) vs {other.split(' ', 1)[1]}: {metric}"] = {
+                "wins": sum(d > 1e-9 for d in diffs), "ties": sum(abs(d) <= 1e-9 for d in diffs),
+                "losses": sum(d < -1e-9 for d in diffs),
+                "median_difference": float(np.median(diffs)),
+            }
     c_best = sum(
-        min(post, key=lambda n, r=r: r["test"][n]["equalized_odds_difference"]) == post[2]
+        min(POST[:3], key=lambda n, r=r: r["test"][n]["equalized_odds_difference"]) == POST[2]
         for r in runs
     )
     return {
         "setup": asdict(setup), "medians": medians, "calibration_eod": calibration_eod,
-        "runs": runs,
+        "at_equalized_odds": at_eo, "comparisons": comparisons, "runs": runs,
         "c_smallest_eod_seeds": int(c_best),
     }
 
 
 def render_table(result: dict[str, Any]) -> str:
-    """A markdown table of the medians."""
+    """A markdown table of the medians, with the equalized-odds bookkeeping."""
+    seeds = len(result["runs"])
     lines = [
-        "| method | accuracy | balanced acc. | EOD | DPD | EOD on calibration |",
-        "|---|---|---|---|---|---|",
+        "| method | accuracy | balanced acc. | test EOD | EOD 95 % interval | DPD "
+        f"| calib. EOD | seeds at calib. EOD <= {FAIR_AT} | trivial seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in result["medians"].items():
+        eo = result["at_equalized_odds"][name]
+        low, high = eo["median_eod_interval"]
         lines.append(
             f"| {name} | {row['accuracy']:.3f} | {row['balanced_accuracy']:.3f} "
-            f"| {row['equalized_odds_difference']:.3f} "
+            f"| {row['equalized_odds_difference']:.3f} | [{low:.3f}, {high:.3f}] "
             f"| {row['demographic_parity_difference']:.3f} "
-            f"| {result['calibration_eod'][name]:.3f} |"
+            f"| {result['calibration_eod'][name]:.3f} | {eo['seeds_meeting']}/{seeds} "
+            f"| {eo['trivial_seeds']}/{seeds} |"
+        )
+    lines += ["", "| comparison (test, per seed) | wins | ties | losses | median difference |",
+              "|---|---|---|---|---|"]
+    for label, c in result["comparisons"].items():
+        lines.append(
+            f"| {label} | {c['wins']} | {c['ties']} | {c['losses']} "
+            f"| {c['median_difference']:+.4f} |"
         )
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 The predictor's output takes levels v_1 < ... < v_K. Per group g the derived predictor
 says 1 with probability p[g, k] at level k. It minimises the expected error on the fitting
-data subject to equal TPR and equal FPR in every group (scipy's linprog, HiGHS). With
+data subject to equal TPR and equal FPR in every group (scipy's linprog, HiGHS); with
+`tolerance` > 0 the groups' TPR and FPR may differ from the first group's by at most that
+much (the accuracy / fairness trade-off). With
 `monotone=True`, p[g, .] is non-decreasing in the level, so each group's decision is a
 randomised threshold: the feasible (FPR, TPR) set is the convex hull of that group's ROC
 points, as in Hardt et al.'s score-based derived predictor and fairlearn's
@@ -74,11 +76,13 @@ class EqualizedOddsPostProcessor:
         levels: np.ndarray | None = None,
         objective: str = "accuracy",
         fill: str = "nearest",
+        tolerance: float = 0.0,
     ) -> None:
         self.monotone = monotone
         self.levels = levels
         self.objective = objective
         self.fill = fill
+        self.tolerance = tolerance
 
     def fit(
         self, scores: np.ndarray, y: np.ndarray, group: np.ndarray
@@ -86,6 +90,10 @@ class EqualizedOddsPostProcessor:
         if self.objective not in OBJECTIVES:
             raise FairnessError(
                 f"equalized-odds objective {self.objective!r}: expected one of {OBJECTIVES}"
+            )
+        if not 0.0 <= self.tolerance <= 1.0:
+            raise FairnessError(
+                f"equalized-odds tolerance {self.tolerance}: expected a number in [0, 1]"
             )
         if self.fill not in FILLS:
             raise FairnessError(f"equalized-odds fill {self.fill!r}: expected one of {FILLS}")
@@ -115,7 +123,8 @@ class EqualizedOddsPostProcessor:
         self.p_ = self._fill(self._solve(self.counts_), self.counts_)
 
     def update_counts(
-        self, scores: np.ndarray, y: np.ndarray, group: np.ndarray, sign: float
+        self, scores: np.ndarray, y: np.ndarray, group: np.ndarray, sign: float,
+        resolve: bool = True,
     ) -> EqualizedOddsPostProcessor:
         """Add (sign = +1) or remove (sign = -1) rows from the fitted cell counts and re-solve;
         equal to refitting on the changed rows, at the cost of the changed rows only."""
@@ -130,7 +139,8 @@ class EqualizedOddsPostProcessor:
         np.add.at(self.counts_, index, float(sign))
         if (self.counts_ < -1e-9).any():
             raise FairnessError("equalized-odds update: removed rows that were never counted")
-        self._refit()
+        if resolve:  # several updates in a row re-solve once, at the last
+            self._refit()
         return self
 
     def _fill(self, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -176,16 +186,26 @@ class EqualizedOddsPostProcessor:
                 row[g], row[0] = weights[g], -weights[0]
                 equalities.append(row.ravel())
         inequalities = []
+        if self.tolerance > 0:
+            # |TPR_g - TPR_0| <= tolerance and the same for FPR: two inequalities per gap.
+            bounds_rhs = []
+            for row in equalities:
+                inequalities += [row, -row]
+                bounds_rhs += [self.tolerance, self.tolerance]
+            equalities = []
+        else:
+            bounds_rhs = []
         if self.monotone:
             for g in range(n_groups):
                 for k in range(n_levels - 1):
                     row = np.zeros((n_groups, n_levels))
                     row[g, k], row[g, k + 1] = 1.0, -1.0
                     inequalities.append(row.ravel())
+        b_ub = np.concatenate([bounds_rhs, np.zeros(len(inequalities) - len(bounds_rhs))])
         result = linprog(
             cost,
             A_ub=np.array(inequalities) if inequalities else None,
-            b_ub=np.zeros(len(inequalities)) if inequalities else None,
+            b_ub=b_ub if inequalities else None,
             A_eq=np.array(equalities) if equalities else None,
             b_eq=np.zeros(len(equalities)) if equalities else None,
             bounds=(0.0, 1.0),

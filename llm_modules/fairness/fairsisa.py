@@ -90,11 +90,13 @@ class FairSISA:
         monotone: bool | None = None,
         objective: str = "accuracy",
         fill: str = "nearest",
+        tolerance: float = 0.0,
     ) -> None:
         self.method = method
         self.monotone = monotone
         self.objective = objective
         self.fill = fill
+        self.tolerance = tolerance
 
     def _monotone(self) -> bool:
         if self.monotone is not None:
@@ -127,9 +129,9 @@ class FairSISA:
     def _fit_posts(self, votes: np.ndarray) -> list[EqualizedOddsPostProcessor]:
         levels = self._levels(votes.shape[1])
         return [
-            EqualizedOddsPostProcessor(self._monotone(), levels, self.objective, self.fill).fit(
-                output, self.y_, self.group_
-            )
+            EqualizedOddsPostProcessor(
+                self._monotone(), levels, self.objective, self.fill, self.tolerance
+            ).fit(output, self.y_, self.group_)
             for output in self._outputs(votes)
         ]
 
@@ -175,7 +177,7 @@ class FairSISA:
             for t in targets:
                 old_out, new_out = self._outputs(old_rows), self._outputs(new_rows)
                 index = voter if self.method == "constituent" else 0
-                self.post_[t].update_counts(old_out[index], y, g, -1.0)
+                self.post_[t].update_counts(old_out[index], y, g, -1.0, resolve=False)
                 self.post_[t].update_counts(new_out[index], y, g, +1.0)
         self._reduced = {}
         return self
@@ -206,7 +208,9 @@ class FairSISA:
         if self.method == "constituent":
             return [self.post_[m] for m in voters]
         if voters not in self._reduced:
-            reduced = FairSISA(self.method, self.monotone, self.objective, self.fill)
+            reduced = FairSISA(
+                self.method, self.monotone, self.objective, self.fill, self.tolerance
+            )
             self._reduced[voters] = reduced.fit(
                 self.votes_[:, list(voters)], self.y_, self.group_
             ).post_
@@ -273,9 +277,12 @@ class FairSISA:
                 )
             g_index = post._group_index(unseen_groups)
             rows = np.nonzero(~seen)[0]
-            for row, pattern, g in zip(rows, votes[~seen], g_index, strict=True):
-                distance = np.abs(patterns - pattern).sum(axis=1)
-                proba[row] = post.p_[g, distance == distance.min()].mean()
+            for start in range(0, len(rows), 2048):  # Hamming distances in blocks
+                block = votes[rows[start : start + 2048]].astype(np.float64)
+                agree = block @ patterns.T + (1 - block) @ (1 - patterns).T
+                nearest = agree == agree.max(axis=1, keepdims=True)
+                values = post.p_[g_index[start : start + 2048]]
+                proba[rows[start : start + 2048]] = (nearest * values).sum(1) / nearest.sum(1)
         return proba
 
     def predict_proba(
