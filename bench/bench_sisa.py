@@ -22,7 +22,14 @@ import numpy as np
 
 from federation.sisa.data import load_dataset
 from server.sisa import LocalTransport, SisaConfig, SisaCoordinator
-from server.sisa_fairness import METHODS, FairnessSetup, render_table, run_fairness
+from server.sisa_fairness import (
+    METHODS,
+    FairnessSetup,
+    render_table,
+    run_fairness,
+    run_seed,
+    summarise,
+)
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -104,6 +111,42 @@ def fitting_objective_line(result: dict[str, Any]) -> str:
     )
 
 
+PAPER_SETTINGS = (("adult", "sex"), ("adult", "race"), ("german", "sex"), ("german", "age"))
+
+
+def paper_claim(seeds: int, shards: int, out_dir: Path, settings: list[str] | None = None) -> str:
+    """The FairSISA claim's measurement: S shards, accuracy objective, `seeds` seeds per
+    setting. Each seed's result is saved under `out_dir` and reused on a rerun (resumable)."""
+    parts = []
+    for dataset, sensitive in PAPER_SETTINGS:
+        if settings and f"{dataset}/{sensitive}" not in settings:
+            continue
+        setup = FairnessSetup(
+            dataset=dataset, sensitive=sensitive, shards=shards, slices=4,
+            objective="accuracy", seeds=tuple(range(seeds)),
+        )
+        folder = out_dir / f"{dataset}-{sensitive}-S{shards}"
+        folder.mkdir(parents=True, exist_ok=True)
+        runs = []
+        for seed in setup.seeds:
+            path = folder / f"seed{seed}.json"
+            if not path.is_file():
+                started = time.perf_counter()
+                with tempfile.TemporaryDirectory() as tmp:
+                    run = run_seed(setup, seed, Path(tmp))
+                seconds = time.perf_counter() - started
+                run["seconds"] = seconds
+                path.write_text(json.dumps(run, default=str))
+                print(f"{dataset}/{sensitive} seed {seed}: {seconds:.0f} s", file=sys.stderr)
+            runs.append(json.loads(path.read_text()))
+        result = summarise(setup, runs)
+        parts.append(
+            f"### {dataset}, group {sensitive}, S={shards}, R=4, SGD, accuracy objective, "
+            f"{seeds} seeds (test split; medians)\n\n{render_table(result)}"
+        )
+    return "\n\n".join(parts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=15, help="deletion requests per setting")
@@ -113,7 +156,17 @@ def main() -> int:
     parser.add_argument(
         "--transformer", choices=("tiny-bert", "minilm"), help="only time this learner on text"
     )
+    parser.add_argument(
+        "--paper", action="store_true",
+        help="only the claim's measurement (Adult and German, S=20), resumable under --cache",
+    )
+    parser.add_argument("--paper-shards", type=int, default=20)
+    parser.add_argument("--paper-settings", nargs="*", help="e.g. adult/sex german/age")
+    parser.add_argument("--cache", type=Path, default=Path("runs/bench_sisa_cache"))
     args = parser.parse_args()
+    if args.paper:
+        print(paper_claim(args.seeds, args.paper_shards, args.cache, args.paper_settings))
+        return 0
     if args.transformer:
         row = cost_rows(5, 3, 1, args.requests, 0, "text", args.transformer, 3)
         print(f"## Retraining cost of forget, generated text, {args.transformer}, 3 epochs/slice")
