@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from federation.sisa.data import load_dataset
+from federation.sisa.partition import deal_partitions
 from server.sisa import LocalTransport, SisaConfig, SisaCoordinator
 from server.sisa_fairness import (
     METHODS,
@@ -46,12 +46,13 @@ def cost_rows(
     config = SisaConfig(dataset, shards, slices, min(shards, 4), learner, epochs, seed)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        deal_partitions(root, config)
         coordinator = SisaCoordinator(root, LocalTransport(root, config.clients))
         report, train_s = _timed(lambda: coordinator.train(config))
-        data = load_dataset(dataset)
-        test = data.split(config.split_seed)["test"]
-        majority = coordinator.predict(data.features[test]).majority
-        accuracy = float(np.mean(majority == data.labels[test]))
+        train_rows = sum(len(ids) for ids in coordinator.registry["shard_ids"].values())
+        test = coordinator.owned("test")
+        majority = coordinator.predict(test.features).majority
+        accuracy = float(np.mean(majority == test.labels))
         rng = np.random.default_rng([seed, shards, batch])
         samples, seconds, retrained = [], [], []
         for _ in range(requests):
@@ -63,7 +64,7 @@ def cost_rows(
             retrained.append(len(forgot["applied"]))
     full = report["train_samples"]
     # A single model trained with the same epochs on all rows: epochs x rows.
-    monolithic = config.epochs * len(data.split(config.split_seed)["train"])
+    monolithic = config.epochs * train_rows
     return {
         "shards": shards, "slices": slices, "ids_per_request": batch, "requests": requests,
         "full_sisa_samples": full, "monolithic_samples": monolithic,

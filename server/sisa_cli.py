@@ -10,8 +10,9 @@ import numpy as np
 
 from federation.cli import emit, progress
 from federation.errors import ProtocolError, Pv4fadError
-from federation.sisa.data import DATASETS, load_dataset
+from federation.sisa.data import DATASETS
 from federation.sisa.learners import LEARNERS
+from federation.sisa.partition import deal_partitions
 from llm_modules.fairness.equalized_odds import OBJECTIVES
 from server.sisa import LocalTransport, SisaConfig, SisaCoordinator
 
@@ -92,11 +93,9 @@ def _with_coordinator(args: argparse.Namespace, clients: int, action: Any) -> An
 
 def evaluate(coordinator: SisaCoordinator) -> dict[str, Any]:
     """The ensemble's test-split accuracy (majority vote and mean probability)."""
-    config = coordinator.registry["config"]
-    data = load_dataset(config["dataset"])
-    test = data.split(config["split_seed"])["test"]
-    output = coordinator.predict(data.features[test])
-    y = data.labels[test]
+    test = coordinator.owned("test")  # query rows the coordinator owns
+    output = coordinator.predict(test.features)
+    y = test.labels
     return {
         "shards_used": output.shards,
         "excluded": {str(s): why for s, why in output.excluded.items()},
@@ -110,6 +109,9 @@ def _train(args: argparse.Namespace) -> int:
         args.data, args.shards, args.slices, args.clients, args.learner, args.epochs, args.seed
     )
     config.validate()
+
+    # The simulation's data owners deal each party its rows (kept on a rerun).
+    deal_partitions(args.run, config)
 
     def action(coordinator: SisaCoordinator) -> dict[str, Any]:
         report = coordinator.train(config)

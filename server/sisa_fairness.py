@@ -25,6 +25,7 @@ import numpy as np
 
 from federation.errors import Pv4fadError
 from federation.sisa.data import load_dataset
+from federation.sisa.partition import deal_partitions
 from llm_modules.fairness import (
     EqualizedOddsPostProcessor,
     FairSISA,
@@ -68,16 +69,18 @@ class FairnessSetup:
 
 
 def _train_and_score(
-    setup: FairnessSetup, shards: int, slices: int, seed: int, root: Path, rows: list[np.ndarray]
-) -> list[np.ndarray]:
-    """Train a (one-shard when shards == 1) SISA model in-process; P(y=1) per shard for rows."""
+    setup: FairnessSetup, shards: int, slices: int, seed: int, root: Path
+) -> tuple[SisaCoordinator, list[np.ndarray]]:
+    """Deal the data, train a (one-shard when shards == 1) SISA model in-process, and query
+    it on the coordinator's own calibration and test rows: P(y=1) per shard for each."""
     config = SisaConfig(
         setup.dataset, shards, slices, min(shards, 4), setup.learner, setup.epochs, seed, seed
     )
+    deal_partitions(root, config)
     coordinator = SisaCoordinator(root, LocalTransport(root, config.clients))
     coordinator.train(config)
-    data = load_dataset(setup.dataset)
-    return [coordinator.predict(data.features[ids]).proba for ids in rows]
+    rows = [coordinator.owned(name).features for name in ("calib", "test")]
+    return coordinator, [coordinator.predict(r).proba for r in rows]
 
 
 def _reports(
@@ -124,22 +127,20 @@ def bootstrap_eod(
 
 def run_seed(setup: FairnessSetup, seed: int, root: Path) -> dict[str, Any]:
     """Test-set reports of every method for one seed, plus the LP-vs-fairlearn check."""
-    data = load_dataset(setup.dataset)
-    if setup.sensitive not in data.groups:
+    groups = load_dataset(setup.dataset).groups
+    if setup.sensitive not in groups:
         raise Pv4fadError(
             f"dataset {setup.dataset!r} has no group {setup.sensitive!r}: "
-            f"expected one of {sorted(data.groups)}"
+            f"expected one of {sorted(groups)}"
         )
-    split = data.split(seed)
-    cal, test = split["calib"], split["test"]
-    y_cal, y_test = data.labels[cal], data.labels[test]
-    g_cal, g_test = data.groups[setup.sensitive][cal], data.groups[setup.sensitive][test]
-    votes_cal, votes_test = _train_and_score(
-        setup, setup.shards, setup.slices, seed, root / f"sisa_{seed}", [cal, test]
+    coordinator, (votes_cal, votes_test) = _train_and_score(
+        setup, setup.shards, setup.slices, seed, root / f"sisa_{seed}"
     )
-    single_cal, single_test = (
-        p[:, 0] for p in _train_and_score(setup, 1, 1, seed, root / f"single_{seed}", [cal, test])
-    )
+    cal, test = coordinator.owned("calib"), coordinator.owned("test")
+    y_cal, y_test = cal.labels, test.labels
+    g_cal, g_test = cal.groups[setup.sensitive], test.groups[setup.sensitive]
+    _, single = _train_and_score(setup, 1, 1, seed, root / f"single_{seed}")
+    single_cal, single_test = (p[:, 0] for p in single)
     objective = setup.objective
     lp = EqualizedOddsPostProcessor(objective=objective).fit(single_cal, y_cal, g_cal)
     reference = FairlearnEqualizedOdds(objective).fit(single_cal, y_cal, g_cal)
