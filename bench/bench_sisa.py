@@ -124,7 +124,7 @@ def paper_claim(seeds: int, shards: int, out_dir: Path, settings: list[str] | No
             continue
         setup = FairnessSetup(
             dataset=dataset, sensitive=sensitive, shards=shards, slices=4,
-            objective="accuracy", seeds=tuple(range(seeds)),
+            objective="accuracy", seeds=tuple(range(seeds)), score_decimals=3,
         )
         folder = out_dir / f"{dataset}-{sensitive}-S{shards}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ flagged as trivial; the test EOD comes with a bootstrap interval (rows resampled
 from __future__ import annotations
 
 import tempfile
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ import numpy as np
 
 from federation.errors import Pv4fadError
 from federation.sisa.data import load_dataset
-from federation.sisa.partition import deal_partitions
+from federation.sisa.partition import deal_partitions, partition_file, write_rows
+from federation.sisa.shard import ShardSpec, ShardStore
 from llm_modules.fairness import (
     EqualizedOddsPostProcessor,
     FairSISA,
@@ -66,6 +68,10 @@ class FairnessSetup:
     objective: str = "accuracy"
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     pattern: bool = True  # also fit the joint-vote-pattern post-processor
+    # Round the single model's scores before its post-processors (LP and fairlearn get the
+    # same rounded scores): on a large calibration set every distinct score is an LP level,
+    # and 12,000 levels with monotone constraints make the reference LP the slowest step.
+    score_decimals: int | None = None
 
 
 def _train_and_score(
@@ -140,7 +146,10 @@ def run_seed(setup: FairnessSetup, seed: int, root: Path) -> dict[str, Any]:
     y_cal, y_test = cal.labels, test.labels
     g_cal, g_test = cal.groups[setup.sensitive], test.groups[setup.sensitive]
     _, single = _train_and_score(setup, 1, 1, seed, root / f"single_{seed}")
-    single_cal, single_test = (p[:, 0] for p in single)
+    single_cal, single_test = (
+        p[:, 0] if setup.score_decimals is None else np.round(p[:, 0], setup.score_decimals)
+        for p in single
+    )
     objective = setup.objective
     lp = EqualizedOddsPostProcessor(objective=objective).fit(single_cal, y_cal, g_cal)
     reference = FairlearnEqualizedOdds(objective).fit(single_cal, y_cal, g_cal)
@@ -254,3 +263,146 @@ def render_table(result: dict[str, Any]) -> str:
             f"| {c['median_difference']:+.4f} |"
         )
     return "\n".join(lines)
+
+
+UNLEARN_METHODS = ("constituent", "aggregate", "votes")
+
+
+def run_unlearning(
+    setup: FairnessSetup, seed: int, root: Path, steps: int = 5, share: float = 0.02,
+    concentrated: bool = False, single_requests: int = 5,
+) -> dict[str, Any]:
+    """Fairness through unlearning: train once, then `steps` forget requests of `share` of
+    the training rows each (random, or all from group 1 of `setup.sensitive` when
+    `concentrated`), plus the same share of the coordinator's calibration rows. After each
+    forget every post-processor is re-fitted incrementally (the retrained shards' votes on
+    the calibration rows are fetched again and only the changed cells move) and checked
+    against a refit from scratch; test accuracy and EOD are recorded. Then
+    `single_requests` one-id forgets measure the refit cost against retraining the shard."""
+    coordinator, _ = _train_and_score(setup, setup.shards, setup.slices, seed, root)
+    data = load_dataset(setup.dataset)  # only to play the people who ask to be forgotten
+    in_group = data.groups[setup.sensitive]
+    transport = coordinator.transport
+    assert isinstance(transport, LocalTransport)
+    cal, test = coordinator.owned("calib"), coordinator.owned("test")
+    full = coordinator.predict(cal.features)
+    train_one_shard_s = float(np.median(coordinator_train_seconds(coordinator)))
+    posts = {
+        m: FairSISA(m, objective=setup.objective).fit(
+            full.proba, cal.labels, cal.groups[setup.sensitive]
+        )
+        for m in UNLEARN_METHODS
+    }
+    rng = np.random.default_rng([seed, 5, int(concentrated)])
+    column = {s: k for k, s in enumerate(full.shards)}
+
+    def held_ids() -> np.ndarray:
+        return np.array(sorted(i for ids in coordinator.registry["shard_ids"].values()
+                               for i in ids), dtype=np.int64)
+
+    def pick(pool: np.ndarray, count: int) -> list[int]:
+        if concentrated:
+            pool = pool[in_group[pool] == 1]
+        return sorted(rng.choice(pool, size=min(count, len(pool)), replace=False).tolist())
+
+    def refit(report: dict[str, Any], cal_now: Any) -> tuple[float, dict[str, float]]:
+        """Incremental refit after `report`: (inference s, update s per method)."""
+        infer, update = 0.0, dict.fromkeys(posts, 0.0)
+        hosts = coordinator.registry["hosts"]
+        for applied in report["applied"]:
+            s = applied["shard"]
+            t0 = time.perf_counter()
+            votes = transport.predict(hosts[str(s)], [s], cal_now.features)[s]
+            infer += time.perf_counter() - t0
+            for m, post in posts.items():
+                t1 = time.perf_counter()
+                post.update_voter(column[s], votes)
+                update[m] += time.perf_counter() - t1
+        return infer, update
+
+    def scores() -> dict[str, Any]:
+        proba = coordinator.predict(test.features).proba
+        g = test.groups[setup.sensitive]
+        out = {}
+        for m, post in posts.items():
+            report = fairness_report(test.labels, post.predict_proba(proba, g), g)
+            report.pop("groups")
+            out[m] = report
+        return out
+
+    n_train = len(held_ids())
+    sequence = [{"step": 0, "forgotten_share": 0.0, "test": scores()}]
+    for step in range(1, steps + 1):
+        ids = pick(held_ids(), int(round(share * n_train)))
+        cal_ids = pick(cal.ids, int(round(share * len(cal.ids))))
+        t0 = time.perf_counter()
+        report = coordinator.forget(ids + cal_ids)
+        forget_s = time.perf_counter() - t0
+        positions = cal.positions(cal_ids, "the coordinator")
+        for post in posts.values():
+            post.forget_rows(positions)
+        cal = coordinator.owned("calib")
+        infer, update = refit(report, cal)
+        # The incremental refit must equal a refit from scratch on the current votes.
+        now = coordinator.predict(cal.features).proba
+        exact = all(
+            np.allclose(
+                post.predict_proba(now, cal.groups[setup.sensitive]),
+                FairSISA(m, objective=setup.objective)
+                .fit(now, cal.labels, cal.groups[setup.sensitive])
+                .predict_proba(now, cal.groups[setup.sensitive]),
+            )
+            for m, post in posts.items()
+        )
+        retrained = len(report["applied"])
+        sequence.append({
+            "step": step, "forgotten_share": 1 - len(held_ids()) / n_train,
+            "calibration_rows": len(cal.ids), "shards_retrained": retrained,
+            "forget_seconds": forget_s, "refit_inference_seconds": infer,
+            "refit_update_seconds": update, "refit_equals_scratch": bool(exact),
+            "test": scores(),
+        })
+    singles = []
+    for _ in range(single_requests):
+        ids = pick(held_ids(), 1)
+        t0 = time.perf_counter()
+        report = coordinator.forget(ids)
+        forget_s = time.perf_counter() - t0
+        infer, update = refit(report, cal)
+        singles.append({
+            "forget_seconds": forget_s, "retrain_samples": report["samples"],
+            "refit_inference_seconds": infer, "refit_update_seconds": update,
+            # Per method: its refit (the retrained shard's calibration votes + its update)
+            # against retraining that one shard (this forget) and training one from scratch.
+            "refit_fraction_of_forget": {m: (infer + u) / forget_s for m, u in update.items()},
+            "refit_fraction_of_training_one_shard": {
+                m: (infer + u) / train_one_shard_s for m, u in update.items()
+            },
+        })
+    return {
+        "seed": seed, "concentrated": concentrated, "share_per_step": share,
+        "train_one_shard_seconds": train_one_shard_s, "sequence": sequence, "single": singles,
+    }
+
+
+def coordinator_train_seconds(coordinator: SisaCoordinator) -> list[float]:
+    """Seconds to train one shard from scratch: three hosts' shards trained again on their
+    own rows in a temporary directory (the run itself is untouched)."""
+    registry = coordinator.registry
+    config = registry["config"]
+    transport = coordinator.transport
+    assert isinstance(transport, LocalTransport)
+    timings = []
+    for shard, host in list(registry["hosts"].items())[:3]:
+        spec = ShardSpec(config["dataset"], config["learner"], config["epochs"], config["seed"],
+                         int(shard))
+        slices = ShardStore(transport.hosts[host].root, int(shard)).slices
+        with tempfile.TemporaryDirectory() as tmp:
+            store = ShardStore(Path(tmp), int(shard))
+            rows = ShardStore(transport.hosts[host].root, int(shard)).rows()
+            write_rows(partition_file(Path(tmp), int(shard)), rows.ids, rows.features,
+                       rows.labels)
+            t0 = time.perf_counter()
+            store.train(spec, slices)
+            timings.append(time.perf_counter() - t0)
+    return timings

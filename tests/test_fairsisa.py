@@ -243,3 +243,24 @@ def test_incremental_refit_equals_refitting_from_scratch(method: str) -> None:
     )
     with pytest.raises(FairnessError, match="voter 7 not in 0..4"):
         post.update_voter(7, changed[keep, 0])
+
+
+@pytest.mark.parametrize("objective", ["accuracy", "balanced_accuracy"])
+def test_two_group_geometric_solver_equals_the_general_lp(objective: str) -> None:
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        n, levels = int(rng.integers(60, 2000)), int(rng.integers(2, 22))
+        group = (rng.random(n) < rng.uniform(0.1, 0.5)).astype(int)
+        y = (rng.random(n) < rng.uniform(0.25, 0.75) - 0.1 * group).astype(int)
+        spread = rng.uniform(0.5, 1.5) ** group
+        score = np.clip(np.round((levels - 1) * (0.4 * y + 0.6 * rng.random(n) * spread)),
+                        0, levels - 1)
+        grid = np.arange(float(levels))
+        fast = EqualizedOddsPostProcessor(False, grid, objective).fit(score, y, group)
+        general = EqualizedOddsPostProcessor(False, grid, objective, fast=False)
+        general.fit(score, y, group)
+        assert fast.fit_score_ == pytest.approx(general.fit_score_, abs=1e-9)
+        decided = fast.predict_proba(score, group)
+        assert equalized_odds_difference(y, decided, group) < 1e-9
+        measure = accuracy if objective == "accuracy" else balanced_accuracy
+        assert measure(y, decided) == pytest.approx(fast.fit_score_, abs=1e-9)
