@@ -28,6 +28,7 @@ from server.sisa_fairness import (
     render_table,
     run_fairness,
     run_seed,
+    run_unlearning,
     summarise,
 )
 
@@ -148,6 +149,75 @@ def paper_claim(seeds: int, shards: int, out_dir: Path, settings: list[str] | No
     return "\n\n".join(parts)
 
 
+UNLEARN_NAMES = {"constituent": "(a)", "aggregate": "(b)", "votes": "(c)"}
+
+
+def unlearning(seeds: int, shards: int, out_dir: Path, settings: list[str], steps: int,
+               share: float) -> str:
+    """Fairness through unlearning (resumable per seed under `out_dir`)."""
+    parts = []
+    for setting in settings:
+        dataset, sensitive, learner = (setting.split("/") + ["sgd"])[:3]
+        for concentrated in (False, True):
+            setup = FairnessSetup(dataset=dataset, sensitive=sensitive, shards=shards, slices=4,
+                                  learner=learner, epochs=5 if learner != "tiny-bert" else 2)
+            folder = out_dir / f"unlearn-{dataset}-{sensitive}-{learner}-S{shards}"
+            folder.mkdir(parents=True, exist_ok=True)
+            runs = []
+            for seed in range(seeds):
+                path = folder / f"seed{seed}-{'group' if concentrated else 'random'}.json"
+                if not path.is_file():
+                    with tempfile.TemporaryDirectory() as tmp:
+                        run = run_unlearning(setup, seed, Path(tmp), steps, share, concentrated)
+                    path.write_text(json.dumps(run, default=str))
+                    print(f"unlearning {setting} seed {seed} "
+                          f"{'group' if concentrated else 'random'}", file=sys.stderr)
+                runs.append(json.loads(path.read_text()))
+            parts.append(render_unlearning(setting, shards, concentrated, runs))
+    return "\n\n".join(parts)
+
+
+def render_unlearning(setting: str, shards: int, concentrated: bool, runs: list[Any]) -> str:
+    how = "all from group 1" if concentrated else "random"
+    lines = [
+        f"### {setting}, S={shards}: forget {runs[0]['share_per_step']:.0%} of the training "
+        f"and calibration rows per step ({how}), {len(runs)} seeds, medians (test split)",
+        "",
+        "| step | forgotten | " + " | ".join(
+            f"{n} acc. | {n} EOD" for n in UNLEARN_NAMES.values()
+        ) + " | shards retrained | refit = scratch |",
+        "|---|---|" + "---|---|" * len(UNLEARN_NAMES) + "---|---|",
+    ]
+    for k in range(len(runs[0]["sequence"])):
+        steps = [r["sequence"][k] for r in runs]
+        cells = []
+        for m in UNLEARN_NAMES:
+            acc = np.median([s["test"][m]["accuracy"] for s in steps])
+            eod = np.median([s["test"][m]["equalized_odds_difference"] for s in steps])
+            cells += [f"{acc:.3f}", f"{eod:.3f}"]
+        retrained = np.median([s.get("shards_retrained", 0) for s in steps])
+        exact = sum(s.get("refit_equals_scratch", True) for s in steps)
+        lines.append(
+            f"| {k} | {np.median([s['forgotten_share'] for s in steps]):.1%} | "
+            + " | ".join(cells) + f" | {retrained:.0f} | {exact}/{len(steps)} |"
+        )
+    singles = [x for r in runs for x in r["single"]]
+    shard_s = np.median([r["train_one_shard_seconds"] for r in runs])
+    lines += [
+        "",
+        f"One-id forgets ({len(singles)}): retraining the shard took a median "
+        f"{np.median([x['forget_seconds'] for x in singles]) * 1e3:.1f} ms (training one shard "
+        f"from scratch {shard_s * 1e3:.1f} ms); re-fitting each post-processor (the retrained "
+        "shard's calibration votes plus the update), median, as a share of that forget / of "
+        "training one shard: " + "; ".join(
+            f"{n} {np.median([x['refit_fraction_of_forget'][m] for x in singles]):.2%} / "
+            f"{np.median([x['refit_fraction_of_training_one_shard'][m] for x in singles]):.2%}"
+            for m, n in UNLEARN_NAMES.items()
+        ) + ".",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=15, help="deletion requests per setting")
@@ -164,7 +234,16 @@ def main() -> int:
     parser.add_argument("--paper-shards", type=int, default=20)
     parser.add_argument("--paper-settings", nargs="*", help="e.g. adult/sex german/age")
     parser.add_argument("--cache", type=Path, default=Path("runs/bench_sisa_cache"))
+    parser.add_argument("--unlearning", nargs="*", metavar="DATA/GROUP[/LEARNER]",
+                        help="only fairness through unlearning, e.g. adult/sex german/sex")
+    parser.add_argument("--unlearning-shards", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--share", type=float, default=0.02)
     args = parser.parse_args()
+    if args.unlearning:
+        print(unlearning(args.seeds, args.unlearning_shards, args.cache, args.unlearning,
+                         args.steps, args.share))
+        return 0
     if args.paper:
         print(paper_claim(args.seeds, args.paper_shards, args.cache, args.paper_settings))
         return 0

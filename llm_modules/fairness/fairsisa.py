@@ -144,10 +144,13 @@ class FairSISA:
         _, labels, group = check_inputs(votes[:, 0], y, group, "FairSISA fit")
         self.n_voters_ = votes.shape[1]
         # The fitting rows stay with the estimator: an excluded shard or a forget refits on them.
-        self.votes_, self.y_, self.group_ = votes, np.asarray(labels), group
+        # Column-major: a forget replaces one voter's column.
+        self.votes_ = np.asfortranarray(votes.astype(np.int8))
+        self.y_, self.group_ = np.asarray(labels), group
         if self.method == "pattern":
             self.patterns_ = np.unique(votes, axis=0)
         self.post_ = self._fit_posts(votes)
+        self.g_index_ = self.post_[0]._group_index(group)
         self._reduced: dict[tuple[int, ...], list[EqualizedOddsPostProcessor]] = {}
         return self
 
@@ -157,28 +160,33 @@ class FairSISA:
         a forget). Only the rows whose vote changed move between cells."""
         if not 0 <= voter < self.n_voters_:
             raise FairnessError(f"FairSISA update: voter {voter} not in 0..{self.n_voters_ - 1}")
-        new = as_votes(np.asarray(new_votes, dtype=np.float64).reshape(-1, 1))[:, 0]
-        if len(new) != len(self.y_):
+        values = np.asarray(new_votes)
+        if values.shape != (len(self.y_),):
             raise FairnessError(
-                f"FairSISA update: {len(new)} votes for {len(self.y_)} fitting rows"
+                f"FairSISA update: expected {len(self.y_)} votes (one per fitting row), got "
+                f"shape {values.shape}"
             )
-        changed = new != self.votes_[:, voter]
+        if values.dtype.kind == "f" and (np.isnan(values).any() or (values < 0).any()
+                                         or (values > 1).any()):
+            raise FairnessError("FairSISA update: votes must be 0/1 and scores in [0, 1]")
+        new = values >= 0.5
+        changed = np.flatnonzero(new != self.votes_[:, voter].astype(bool))
         if self.method == "pattern":
             self.votes_[:, voter] = new
             self.patterns_ = np.unique(self.votes_, axis=0)
             self.post_ = self._fit_posts(self.votes_)
-        elif changed.any():
+        elif len(changed):
+            # Only the changed rows move: one cell out, one cell in, then one re-solve.
             old_rows = self.votes_[changed]
-            new_rows = old_rows.copy()
-            new_rows[:, voter] = new[changed]
             self.votes_[changed, voter] = new[changed]
-            targets = [voter] if self.method == "constituent" else [0]
-            y, g = self.y_[changed], self.group_[changed]
-            for t in targets:
-                old_out, new_out = self._outputs(old_rows), self._outputs(new_rows)
-                index = voter if self.method == "constituent" else 0
-                self.post_[t].update_counts(old_out[index], y, g, -1.0, resolve=False)
-                self.post_[t].update_counts(new_out[index], y, g, +1.0)
+            new_rows = self.votes_[changed]
+            index = voter if self.method == "constituent" else 0
+            post = self.post_[index]
+            old_out, new_out = self._outputs(old_rows)[index], self._outputs(new_rows)[index]
+            y, g = self.y_[changed], self.g_index_[changed]
+            np.add.at(post.counts_, (g, post._level_index(old_out), y), -1.0)
+            np.add.at(post.counts_, (g, post._level_index(new_out), y), 1.0)
+            post._refit()
         self._reduced = {}
         return self
 
@@ -198,6 +206,8 @@ class FairSISA:
                 post.update_counts(out, self.y_[mask], self.group_[mask], -1.0)
             keep = ~mask
             self.votes_, self.y_, self.group_ = self.votes_[keep], self.y_[keep], self.group_[keep]
+        self.votes_ = np.asfortranarray(self.votes_)
+        self.g_index_ = self.post_[0]._group_index(self.group_)
         self._reduced = {}
         return self
 
