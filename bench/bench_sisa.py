@@ -149,6 +149,44 @@ def paper_claim(seeds: int, shards: int, out_dir: Path, settings: list[str] | No
     return "\n\n".join(parts)
 
 
+def tradeoff_section(dataset: str, sensitive: str, shards: int, seed: int, figure: Path) -> str:
+    """Accuracy against the LP's EOD tolerance for (a), (b), (c) on one seed (fitted on
+    calibration, scored on test), and the per-group table of (c) at tolerance 0."""
+    from llm_modules.fairness.estimator import (
+        FairSISAClassifier,
+        metric_frame,
+        plot_tradeoff,
+        render_metric_frame,
+        tradeoff,
+    )
+    from server.sisa_fairness import _train_and_score
+
+    setup = FairnessSetup(dataset=dataset, sensitive=sensitive, shards=shards, slices=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        coordinator, (votes_cal, votes_test) = _train_and_score(
+            setup, shards, 4, seed, Path(tmp)
+        )
+        cal, test = coordinator.owned("calib"), coordinator.owned("test")
+    g_cal, g_test = cal.groups[sensitive], test.groups[sensitive]
+    curves = tradeoff(votes_cal, cal.labels, g_cal, votes_test, test.labels, g_test)
+    plot_tradeoff(curves, figure, f"{dataset}, group {sensitive}, S={shards}, seed {seed}")
+    model = FairSISAClassifier().fit(votes_cal, cal.labels, sensitive_features=g_cal)
+    frame = metric_frame(test.labels, model.predict_proba(votes_test, sensitive_features=g_test)
+                         [:, 1], g_test)
+    lines = ["| tolerance | " + " | ".join(f"{UNLEARN_NAMES[m]} acc. / EOD" for m in curves)
+             + " |", "|---|" + "---|" * len(curves)]
+    for k, point in enumerate(next(iter(curves.values()))):
+        lines.append(f"| {point['tolerance']:.2f} | " + " | ".join(
+            f"{curves[m][k]['accuracy']:.3f} / {curves[m][k]['equalized_odds_difference']:.3f}"
+            for m in curves) + " |")
+    return (
+        f"### Trade-off: {dataset}, group {sensitive}, S={shards}, seed {seed} (test split)\n\n"
+        + "\n".join(lines) + f"\n\n![trade-off]({figure.relative_to('docs/benchmarks')})"
+        + "\n\nPer group, (c) at tolerance 0 (`metric_frame`, test split):\n\n"
+        + render_metric_frame(frame)
+    )
+
+
 UNLEARN_NAMES = {"constituent": "(a)", "aggregate": "(b)", "votes": "(c)"}
 
 
@@ -239,7 +277,15 @@ def main() -> int:
     parser.add_argument("--unlearning-shards", type=int, default=20)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--share", type=float, default=0.02)
+    parser.add_argument("--tradeoff", nargs="*", metavar="DATA/GROUP",
+                        help="only the accuracy / EOD-tolerance trade-off (seed 0, S=20)")
     args = parser.parse_args()
+    if args.tradeoff:
+        for setting in args.tradeoff:
+            dataset, sensitive = setting.split("/")
+            figure = Path(f"docs/benchmarks/figures/sisa_tradeoff_{dataset}_{sensitive}.png")
+            print(tradeoff_section(dataset, sensitive, args.paper_shards, 0, figure) + "\n")
+        return 0
     if args.unlearning:
         print(unlearning(args.seeds, args.unlearning_shards, args.cache, args.unlearning,
                          args.steps, args.share))

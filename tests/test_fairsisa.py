@@ -264,3 +264,32 @@ def test_two_group_geometric_solver_equals_the_general_lp(objective: str) -> Non
         assert equalized_odds_difference(y, decided, group) < 1e-9
         measure = accuracy if objective == "accuracy" else balanced_accuracy
         assert measure(y, decided) == pytest.approx(fast.fit_score_, abs=1e-9)
+
+
+def test_sklearn_shaped_estimator_and_metric_frame() -> None:
+    from sklearn.base import clone
+
+    from llm_modules.fairness.estimator import FairSISAClassifier, metric_frame, tradeoff
+
+    votes, y, group = _votes(n=1500)
+    model = FairSISAClassifier(method="votes", random_state=3)
+    assert model.get_params()["method"] == "votes"
+    assert clone(model).set_params(tolerance=0.05).get_params()["tolerance"] == 0.05
+    model.fit(votes, y, sensitive_features=group)
+    proba = model.predict_proba(votes, sensitive_features=group)
+    assert proba.shape == (1500, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert np.allclose(proba[:, 1], FairSISA("votes").fit(votes, y, group).predict_proba(
+        votes, group))
+    assert set(np.unique(model.predict(votes, sensitive_features=group))) <= {0, 1}
+    frame = metric_frame(y, proba[:, 1], group)
+    assert set(frame["by_group"]) == {"0", "1"}
+    assert frame["difference"]["tpr"] < 1e-7 and frame["difference"]["fpr"] < 1e-7
+    assert frame["overall"]["accuracy"] == pytest.approx(accuracy(y, proba[:, 1]))
+    assert max(frame["difference"]["tpr"], frame["difference"]["fpr"]) == pytest.approx(
+        equalized_odds_difference(y, proba[:, 1], group), abs=1e-12)
+    curves = tradeoff(votes, y, group, votes, y, group, tolerances=(0.0, 0.1),
+                      methods=("votes",))
+    strict, loose = curves["votes"]
+    # A looser bound can only help on the fitting rows, and the gap stays within it.
+    assert loose["accuracy"] >= strict["accuracy"] - 1e-12
+    assert loose["equalized_odds_difference"] <= 0.1 + 1e-9
