@@ -48,7 +48,9 @@ def register(subparsers: Any) -> None:
     fair.add_argument("--data", choices=DATASETS, default="german")
     fair.add_argument("--shards", type=int, default=5)
     fair.add_argument("--slices", type=int, default=4)
-    fair.add_argument("--sensitive", default="sex", help="group attribute (german: sex, age)")
+    fair.add_argument(
+        "--sensitive", default="sex", help="group attribute (german: sex, age; adult: sex, race)"
+    )
     fair.add_argument("--learner", default="sgd", help=LEARNER_HELP)
     fair.add_argument("--epochs", type=int, default=5)
     fair.add_argument("--objective", choices=OBJECTIVES, default="accuracy")
