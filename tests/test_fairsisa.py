@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,3 +294,20 @@ def test_sklearn_shaped_estimator_and_metric_frame() -> None:
     # A looser bound can only help on the fitting rows, and the gap stays within it.
     assert loose["accuracy"] >= strict["accuracy"] - 1e-12
     assert loose["equalized_odds_difference"] <= 0.1 + 1e-9
+
+
+def test_fairness_through_unlearning_refits_exactly(tmp_path: Path) -> None:
+    from server.sisa_fairness import FairnessSetup, run_unlearning
+
+    setup = FairnessSetup(shards=3, slices=2, epochs=1)
+    result = run_unlearning(setup, 0, tmp_path, steps=2, share=0.02, concentrated=True,
+                            single_requests=1)
+    steps = result["sequence"]
+    assert [s["step"] for s in steps] == [0, 1, 2]
+    assert all(s["refit_equals_scratch"] for s in steps[1:])
+    assert steps[2]["forgotten_share"] == pytest.approx(0.04, abs=0.005)
+    assert steps[2]["calibration_rows"] < steps[1]["calibration_rows"] < 250
+    for step in steps:
+        assert set(step["test"]) == {"constituent", "aggregate", "votes"}
+    single = result["single"][0]
+    assert single["retrain_samples"] > 0 and single["refit_update_seconds"]["votes"] > 0
