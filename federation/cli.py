@@ -54,7 +54,14 @@ def progress(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["audit", "poisoning"]:
+        # `audit RUN_DIR` takes a positional path, so this audit is parsed on its own.
+        from llm_modules.poisoning.audit_cli import main as audit_poisoning
+
+        args = argparse.Namespace(func=lambda _: audit_poisoning(argv[2:]))
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except Pv4fadError as exc:
