@@ -22,6 +22,7 @@ from typing import Any
 from flwr.app import Message
 from flwr.server import Grid
 
+from federation import evidence
 from federation.config import ProtocolConfig
 from federation.errors import ProtocolError
 from federation.messages import (
@@ -37,7 +38,12 @@ from federation.messages import (
     Envelope,
 )
 from federation.simulation import wait_for_nodes
-from federation.transcript import PayloadClass, TranscriptLedger
+from federation.transcript import (
+    SIGNING_KEY_FILE,
+    PayloadClass,
+    TranscriptLedger,
+    load_signing_key,
+)
 
 Progress = Callable[[str], None]
 
@@ -217,7 +223,8 @@ class Coordinator:
                 self._fail(name, phase, str(env.public["error"]))
                 continue
             self.report.public.setdefault(name, {}).update(
-                {f"{phase}.{k}": v for k, v in env.public.items() if _reportable(v)})
+                {f"{phase}.{k}": v for k, v in env.public.items()
+                 if _reportable(v) and k != "ledger_head"})
             replies[name] = env
         for target in targets:
             node = int(target) if by_node else self.node_of[target]
@@ -264,14 +271,17 @@ class Coordinator:
             direction=direction, round=self.round, phase=phase, sender=sender,
             receiver=receiver, message_type=f"{self.report.stage}.{phase}",
             nbytes=env.public_bytes() + env.sealed_bytes(), fields=fields,
-            details={"relayed": {k: len(v) for k, v in env.sealed.items()}},
+            details={"relayed": {k: len(v) for k, v in env.sealed.items()},
+                     "relayed_sha256": {k: evidence.sha256(v) for k, v in env.sealed.items()},
+                     "ledger_head": str(env.public.get("ledger_head", ""))},
         )
 
     def _start(self, stage: str) -> None:
         self.report = StageReport(stage=stage, run_id=secrets.token_hex(8))
         self.round = 0
-        self.ledger = TranscriptLedger(COORDINATOR, self.report.run_id,
-                                       self.run_dir / COORDINATOR / "ledger.jsonl")
+        self.ledger = TranscriptLedger(
+            COORDINATOR, self.report.run_id, self.run_dir / COORDINATOR / "ledger.jsonl",
+            signer=load_signing_key(self.run_dir / COORDINATOR / SIGNING_KEY_FILE))
 
 
 def _reportable(value: Any) -> bool:
