@@ -281,6 +281,8 @@ def main() -> None:
     parser.add_argument("--forest-draws", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/protocol.json"))
+    parser.add_argument("--timeout", type=float, default=ProtocolConfig.timeout_s,
+                        help="seconds a party may take per phase (raise it on a busy machine)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already saved in --out and add only the missing ones")
     args = parser.parse_args()
@@ -293,7 +295,7 @@ def main() -> None:
                        date=time.strftime("%Y-%m-%d"))
         results.setdefault("commands", {}).update({p: vars(args) | {
             "work": str(args.work), "out": str(args.out)} for p in parts})
-    config = ProtocolConfig()
+    config = ProtocolConfig(timeout_s=args.timeout)
     data = data_dir("default", args.work)
     if "runs" in parts:
         runs: dict[str, Any] = dict(results.get("runs", {}))
