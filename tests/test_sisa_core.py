@@ -260,3 +260,21 @@ def test_a_host_trains_only_on_rows_it_holds(tmp_path: Path) -> None:
         store.train(ShardSpec("german", "sgd", 1, 0, 0), [[1, 2, 3], [4, 5, 7]])
     with pytest.raises(ProtocolError, match="holds no such rows"):
         ShardStore(tmp_path, 3).train(ShardSpec("german", "sgd", 1, 0, 3), [[1], [2]])
+
+
+def test_fairsisa_predicts_with_a_shard_left_out(tmp_path: Path) -> None:
+    from llm_modules.fairness import FairSISA, equalized_odds_difference
+
+    run = tmp_path / "run"
+    _coordinator(run).train(CONFIG)
+    full = _coordinator(run)
+    cal = full.owned("calib")
+    group = cal.groups["sex"]
+    post = FairSISA("votes").fit(full.predict(cal.features).proba, cal.labels, group)
+    down = _coordinator(run, down=("client01",))  # hosts shard 1
+    output = down.predict(cal.features)
+    assert output.shards == [0, 2] and 1 in output.excluded
+    voters = [full.predict(cal.features).shards.index(s) for s in output.shards]
+    decided = post.predict_proba(output.proba, group, voters=voters)
+    # Refit on the answering shards' calibration votes: equalized odds holds again there.
+    assert equalized_odds_difference(cal.labels, decided, group) < 1e-7

@@ -32,7 +32,7 @@ GERMAN_CATEGORIES: dict[str, list[object]] = {
 # Fixed scales (roughly the column maxima) so numeric features lie near [0, 1].
 GERMAN_SCALES: dict[str, float] = {"credit_amount": 20000.0, "duration": 72.0, "age": 80.0}
 YOUNG_AGE = 25  # age group: under 25 versus 25 and over (the usual cut for this data)
-DATASETS = ("german", "adult", "text", "synthetic")
+DATASETS = ("german", "adult", "text", "text-large", "synthetic")
 # Adult's schema (adult.names): fixed category lists; "?" (missing) is its own category.
 ADULT_COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
@@ -99,6 +99,8 @@ def load_dataset(name: str) -> SisaDataset:
         return load_adult()
     if name == "text":
         return load_text()
+    if name == "text-large":
+        return load_text(n=3000, seed=8)
     if name == "synthetic":
         return load_synthetic()
     raise DataError(f"unknown SISA dataset {name!r}: expected one of {', '.join(DATASETS)}")
@@ -188,7 +190,7 @@ def load_adult() -> SisaDataset:
     return SisaDataset("adult", np.arange(len(frame)), np.stack(columns, axis=1), labels, groups)
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=2)
 def load_text(n: int = 600, seed: int = 7, max_length: int = 24) -> SisaDataset:
     """Generated customer messages: label 1 = needs escalation; group `style` 1 = informal
     writers, whose labels are noisier (so a classifier tends to treat the groups unequally)."""

@@ -308,18 +308,17 @@ def _intersection_vertices(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 def _chain_map(fpr: np.ndarray, tpr: np.ndarray, f: float, upper: bool) -> np.ndarray:
     """The map on the upper (best) or lower (worst) boundary chain whose FPR is `f`: cells
-    taken whole in slope order, one of them partly."""
+    taken whole in slope order until the FPR reaches f, one of them partly. Cells without
+    negatives (no FPR) are all taken on the upper chain and none on the lower."""
     angle = np.arctan2(tpr, fpr)
     order = np.argsort(-angle if upper else angle, kind="stable")
-    p = np.zeros(len(fpr))
-    reached = 0.0
-    for k in order:
-        if fpr[k] == 0:
-            p[k] = 1.0 if upper else 0.0
-            continue
-        take = min(1.0, max(0.0, (f - reached) / fpr[k]))
-        p[k] = take
-        reached += take * fpr[k]
+    step = fpr[order]
+    before = np.cumsum(step) - step
+    with np.errstate(divide="ignore", invalid="ignore"):
+        take = np.clip((f - before) / step, 0.0, 1.0)
+    take[step == 0] = 1.0 if upper else 0.0
+    p = np.empty(len(fpr))
+    p[order] = take
     return p
 
 
