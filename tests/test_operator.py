@@ -254,3 +254,19 @@ def test_run_config_says_none_for_output_privacy_off_as_the_cli_does():
     assert ProtocolConfig.from_record({"inference_epsilon": -1.0}).inference_epsilon is None
     with pytest.raises(Pv4fadError, match="number or \"none\""):
         ProtocolConfig.from_record({"inference_epsilon": "off"})
+
+
+# -- images: the lock pins and hashes every package ---------------------------------------
+def test_the_lock_pins_and_hashes_every_package():
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "requirements.lock").read_text()
+    entries = re.split(r"\n(?=[A-Za-z])", "\n".join(
+        line for line in text.splitlines() if not line.startswith("#")).strip())
+    assert len(entries) > 100
+    for entry in entries:
+        name = entry.split()[0]
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][^ ]*", name), entry
+        assert re.search(r"--hash=sha256:[0-9a-f]{64}", entry), f"{name} has no hash"
+    pinned = {e.split("==")[0].lower().replace("_", "-") for e in entries}
+    assert {"torch", "flwr", "tenseal", "setuptools"} <= pinned
