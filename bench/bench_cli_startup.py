@@ -55,7 +55,7 @@ def main() -> None:
 
 `python bench/bench_cli_startup.py --reps {args.reps}`: wall seconds from starting the
 process to its exit, medians of {args.reps} interleaved runs on {os.cpu_count()} cores shared
-with other jobs. Only the module of the command being run is imported (federation/cli.py),
+with other jobs (load average {os.getloadavg()[0]:.1f} at the end). Only the module of the command being run is imported (federation/cli.py),
 and each command imports its heavy libraries (pandas, pyarrow, Flower, scikit-learn, torch)
 when it runs, not when its parser is built; `pv4fad llm ...` is not covered (it imports the
 LLM stack to describe its models). Target: under {TARGET_S} s each; slowest median
