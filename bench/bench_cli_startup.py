@@ -51,17 +51,19 @@ def main() -> None:
         median = statistics.median(values)
         rows.append(f"| {label} | {median:.2f} | {max(values):.2f} | {median / base:.1f} |")
     worst = max(statistics.median(v) for c, v in times.items() if not c.startswith("("))
+    load = os.getloadavg()[0]
+    verdict = "met" if worst < TARGET_S else "not met"
     text = f"""## CLI start-up
 
 `python bench/bench_cli_startup.py --reps {args.reps}`: wall seconds from starting the
 process to its exit, medians of {args.reps} interleaved runs on {os.cpu_count()} cores shared
-with other jobs (load average {os.getloadavg()[0]:.1f} at the end). Only the module of the command being run is imported (federation/cli.py),
-and each command imports its heavy libraries (pandas, pyarrow, Flower, scikit-learn, torch)
-when it runs, not when its parser is built; `pv4fad llm ...` is not covered (it imports the
-LLM stack to describe its models). Target: under {TARGET_S} s each; slowest median
-{worst:.2f} s ({"met" if worst < TARGET_S else "not met"}). Before this change every `--help`
-imported every command's libraries: `pv4fad --help` took 8.4 s here (one run), 7.5-19 s in
-the report that asked for this.
+with other jobs (load average {load:.1f} at the end). Only the module of the command being
+run is imported (federation/cli.py), and each command imports its heavy libraries
+(pandas, pyarrow, Flower, scikit-learn, torch) when it runs, not when its parser is
+built; `pv4fad llm ...` is not covered (it imports the LLM stack to describe its models).
+Target: under {TARGET_S} s each; slowest median {worst:.2f} s ({verdict}). Before this
+change every `--help` imported every command's libraries: `pv4fad --help` took 8.4 s here
+(one run), 7.5-19 s in the report that asked for this.
 
 | command | median s | slowest s | x bare python |
 |---|---:|---:|---:|

@@ -112,7 +112,8 @@ def serve(grid: Any, run: PreparedRun) -> list[Any]:
     from federation.cli import progress
     from server.coordinator import Coordinator
 
-    coordinator = Coordinator(grid, len(run.parties), run.run_dir, run.config, progress)
+    coordinator = Coordinator(grid, len(run.parties), run.run_dir, run.config, progress,
+                              expected=_last_phase_seconds(run.run_dir))
     reports = []
     for stage in run.stages:
         reports.append(getattr(coordinator, stage)())
@@ -120,6 +121,15 @@ def serve(grid: Any, run: PreparedRun) -> list[Any]:
             _commit_training(run.run_dir, run.data_root, run.scenario, run.config,
                              reports[-1])
     return reports
+
+
+def _last_phase_seconds(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Phase times of the run this directory last completed (estimates for progress)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        return {stage: info["phase_seconds"] for stage, info in summary["stages"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def finish_run(run: PreparedRun, reports: list[Any], wall: float, *,

@@ -57,7 +57,8 @@ class StageReport:
 
 class Coordinator:
     def __init__(self, grid: Grid, n_parties: int, run_dir: Path, config: ProtocolConfig,
-                 progress: Progress, mpc_rendezvous: str = "") -> None:
+                 progress: Progress, mpc_rendezvous: str = "",
+                 expected: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self.grid = grid
         self.config = config
         self.run_dir = run_dir
@@ -71,6 +72,9 @@ class Coordinator:
         # Label mode: where CrypTen's parties meet (a file store under the run directory by
         # default; tcp://host:port in a deployment, see docs/security.md).
         self.mpc_rendezvous = mpc_rendezvous
+        # Seconds each stage's phases took the last time (an estimate for the progress
+        # lines; empty on a first run).
+        self.expected = expected or {}
 
     # -- the protocol --------------------------------------------------------------------
     def train(self) -> StageReport:
@@ -195,8 +199,10 @@ class Coordinator:
         """Send one phase's messages; returns the replies of parties that answered well."""
         started = time.perf_counter()
         self.report_phase = phase
+        last = self.expected.get(self.report.stage, {}).get(phase)
         self.progress(f"[{self.report.stage}] {phase}: {len(targets)} part"
-                      f"{'y' if len(targets) == 1 else 'ies'} ...")
+                      f"{'y' if len(targets) == 1 else 'ies'} ..."
+                      + (f" (about {last:.0f} s last time)" if last and last >= 5 else ""))
         messages = []
         for target, env in targets.items():
             node = int(target) if by_node else self.node_of[target]
