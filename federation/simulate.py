@@ -140,7 +140,9 @@ def finish_run(run: PreparedRun, reports: list[Any], wall: float, *,
 
     run_dir, scenario, data_root, config = run.run_dir, run.scenario, run.data_root, run.config
     saved, stages = run.saved, run.stages
-    if saved is not None:  # a test stage alone: the training it scores, from run.json
+    if saved is not None and "train_report" in saved:
+        # A test stage alone: the training it scores, from run.json (a run.json from
+        # before this was kept has only the settings).
         reports = [_report_from(saved["train_report"])] + reports
     summary = _summarise(run_dir, scenario, data_root, config, reports, wall,
                          {r.run_id for r in reports})
@@ -199,11 +201,7 @@ def saved_run(run_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise Pv4fadError(f"{run_dir} holds no trained run (no {RUN_FILE}); "
                           "run the train stage first")
-    saved = json.loads(path.read_text())
-    if "train_report" not in saved:
-        raise Pv4fadError(f"{path} was written by an older pv4fad (no training report); "
-                          f"train again (pv4fad simulate --out {run_dir})")
-    return saved
+    return json.loads(path.read_text())
 
 
 def describe(config: dict[str, Any]) -> str:
