@@ -83,8 +83,10 @@ class TranscriptLedger:
         nbytes: int,
         fields: Mapping[str, PayloadClass],
         details: Mapping[str, Any] | None = None,
+        at: float | None = None,
     ) -> TranscriptEntry:
-        """Record a message this party sent or received, or a computation it took part in."""
+        """Record a message this party sent or received, or a computation it took part in
+        (`at`: when, if not now)."""
         if direction not in MESSAGE_DIRECTIONS:
             raise ValueError(f"direction must be one of {MESSAGE_DIRECTIONS}, got {direction!r}")
         return self._append(
@@ -100,6 +102,7 @@ class TranscriptLedger:
                 recorder=self.party,
                 direction=direction,
                 details=dict(details or {}),
+                **({"time": at} if at is not None else {}),
             )
         )
 

@@ -204,13 +204,19 @@ class Coordinator:
                       f"{'y' if len(targets) == 1 else 'ies'} ..."
                       + (f" (about {last:.0f} s last time)" if last and last >= 5 else ""))
         messages = []
+        unnamed: list[tuple[int, Envelope, float]] = []
         for target, env in targets.items():
             node = int(target) if by_node else self.node_of[target]
             env.meta.update(self._meta(phase))
             messages.append(Message(env.to_record(), dst_node_id=node,
                                     message_type=f"query.{phase}"))
-            self._record("sent", phase, COORDINATOR,
-                         f"node {target}" if by_node else target, env)
+            if by_node and self._name_of(node).startswith("node "):
+                # Which party a SuperNode hosts is known only from its answer: the
+                # message is recorded once that is known, at the time it was sent.
+                unnamed.append((node, env, time.time()))
+            else:
+                self._record("sent", phase, COORDINATOR,
+                             self._name_of(node) if by_node else target, env)
         replies: dict[str, Envelope] = {}
         answered_nodes: set[int] = set()
         for reply in self._exchange(messages):
@@ -238,6 +244,8 @@ class Coordinator:
             if node not in answered_nodes:
                 self._fail(self._name_of(node), phase,
                            f"no answer within {self.config.timeout_s:.0f} s")
+        for node, env, at in unnamed:
+            self._record("sent", phase, COORDINATOR, self._name_of(node), env, at=at)
         self.report.phase_seconds[phase] = (self.report.phase_seconds.get(phase, 0.0)
                                             + time.perf_counter() - started)
         self.progress(f"[{self.report.stage}] {phase}: done in "
@@ -294,7 +302,7 @@ class Coordinator:
         }
 
     def _record(self, direction: str, phase: str, sender: str, receiver: str,
-                env: Envelope) -> None:
+                env: Envelope, at: float | None = None) -> None:
         assert self.ledger is not None
         fields = {"meta": PayloadClass.PUBLIC, "public": PayloadClass.PUBLIC}
         if env.sealed:  # in plaintext mode the relayed payloads are readable
@@ -304,7 +312,7 @@ class Coordinator:
             direction=direction, round=self.round, phase=phase, sender=sender,
             receiver=receiver, message_type=f"{self.report.stage}.{phase}",
             nbytes=env.public_bytes() + env.sealed_bytes(), fields=fields,
-            details={"relayed": {k: len(v) for k, v in env.sealed.items()}},
+            details={"relayed": {k: len(v) for k, v in env.sealed.items()}}, at=at,
         )
 
     def _start(self, stage: str) -> None:

@@ -49,6 +49,16 @@ def trained(tiny_data, tmp_path_factory) -> Path:
     return run
 
 
+def test_the_ledger_names_parties_not_flower_nodes(trained):
+    from federation.audit import load_run_ledger
+
+    entries = load_run_ledger(trained)
+    setup = [e for e in entries if e.message_type == "train.setup" and e.direction == "sent"
+             and e.sender == "coordinator"]
+    assert {e.receiver for e in setup} == {"swift", "bank01", "bank02"}
+    assert not [e for e in entries if e.receiver.startswith("node ")]
+
+
 def test_simulate_writes_a_precision_recall_figure_of_the_three_models(trained):
     summary = json.loads((trained / "summary.json").read_text())
     figure = trained / "pr_curve.png"
