@@ -16,6 +16,9 @@ Parts (choose with --parts):
             and the share of rows whose flag depends on the bank's answer.
   scale     one private and one plaintext run at challenge scale with 9 bank clients.
   baseline  the plaintext baselines (`pv4fad baseline`) on the default data.
+  gap       where the curve's gap to the centralized forest comes from: the protocol
+            without training noise, and a two-class forest on the PNS's features alone
+            beside the protocol's own forest.
 Writes the raw figures to docs/benchmarks/protocol.json and the tables to
 docs/benchmarks/protocol.md (`--parts render` redraws the tables from the JSON).
 """
@@ -185,6 +188,31 @@ def curve(x: dict[str, Any], config: ProtocolConfig, draws: int, forest_draws: i
     return out
 
 
+def gap(x: dict[str, Any], config: ProtocolConfig, draws: int) -> dict[str, Any]:
+    """The curve's gap split in its parts: the training noise (the protocol at training
+    epsilon 1 against no training noise, same answers) and the PNS's forest (its
+    calibrated three-class scores against a two-class forest on the same features, both
+    without any status)."""
+    from federation.baselines import anomaly_forest
+
+    out: dict[str, Any] = {"status_epsilon": {}}
+    for eps in (1.0, 3.0, 10.0):
+        keys = [os.urandom(32) for _ in range(draws)]
+        out["status_epsilon"][f"{eps:g}"] = {
+            "training_epsilon_1": _spread([protocol_auprc(x, config, 1.0, eps, k)
+                                           for k in keys]),
+            "no_training_noise": _spread([protocol_auprc(x, config, None, eps, k)
+                                          for k in keys])}
+        print(f"gap {eps:g}: {out['status_epsilon'][f'{eps:g}']}", flush=True)
+    forest = anomaly_forest(seed=config.seed, n_rows=len(x["label"])).fit(x["features"],
+                                                                           x["label"])
+    out["pns_forest"] = float(average_precision_score(x["test_label"],
+                                                      x["test_score"].sum(axis=1)))
+    out["two_class_forest"] = float(average_precision_score(
+        x["test_label"], forest.predict_proba(x["test_features"])[:, 1]))
+    return out
+
+
 def training_sweep(x: dict[str, Any], config: ProtocolConfig, draws: int) -> dict[str, Any]:
     keys = [os.urandom(32) for _ in range(draws)]
     return {f"{eps:g}": _spread([protocol_auprc(x, config, eps, config.inference_epsilon, k)
@@ -245,7 +273,7 @@ def _label_leak(run_dir: Path, threshold: float) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="runs,curve",
-                        help="runs, curve, training, labels, scale, baseline, or render")
+                        help="runs, curve, training, gap, labels, scale, baseline, or render")
     parser.add_argument("--scenarios", default="scenario01,scenario02,scenario03")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--plain-reps", type=int, default=3)
@@ -253,8 +281,10 @@ def main() -> None:
     parser.add_argument("--forest-draws", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("runs/bench"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/protocol.json"))
+    parser.add_argument("--timeout", type=float, default=ProtocolConfig.timeout_s,
+                        help="seconds a party may take per phase (raise it on a busy machine)")
     parser.add_argument("--resume", action="store_true",
-                        help="keep the runs already saved in --out with enough repetitions")
+                        help="keep the runs already saved in --out and add only the missing ones")
     args = parser.parse_args()
     parts = args.parts.split(",")
     results: dict[str, Any] = {}
@@ -265,7 +295,7 @@ def main() -> None:
                        date=time.strftime("%Y-%m-%d"))
         results.setdefault("commands", {}).update({p: vars(args) | {
             "work": str(args.work), "out": str(args.out)} for p in parts})
-    config = ProtocolConfig()
+    config = ProtocolConfig(timeout_s=args.timeout)
     data = data_dir("default", args.work)
     if "runs" in parts:
         runs: dict[str, Any] = dict(results.get("runs", {}))
@@ -274,20 +304,24 @@ def main() -> None:
             for mode, cfg, reps in (("private", config, args.reps),
                                     ("plaintext", plain, args.plain_reps)):
                 key = f"{scenario}/{mode}"
-                if args.resume and len(runs.get(key, [])) >= reps:
-                    print(f"{key}: {reps} runs already in {args.out}, kept")
-                    continue
-                runs[key] = [
-                    full_run(data, scenario, args.work / f"{scenario}-{mode}-{r}", cfg)
-                    for r in range(reps)]
-                _save(args.out, results | {"runs": runs})
+                kept = list(runs.get(key, []))[:reps] if args.resume else []
+                if kept:
+                    print(f"{key}: {len(kept)} of {reps} runs already in {args.out}, kept")
+                for r in range(len(kept), reps):  # saved after each run: nothing lost
+                    kept.append(full_run(data, scenario, args.work / f"{scenario}-{mode}-{r}",
+                                         cfg))
+                    runs[key] = kept
+                    _save(args.out, results | {"runs": runs})
+                runs[key] = kept
         results["runs"] = runs
     if "baseline" in parts:
         from federation.baselines import run_baselines
 
         results["baseline"] = run_baselines(data, "scenario01")
-    if "curve" in parts or "training" in parts:
+    if "curve" in parts or "training" in parts or "gap" in parts:
         x = exact_inputs(data, config)
+        if "gap" in parts:
+            results["gap"] = gap(x, config, args.draws)
         if "curve" in parts:
             results["curve"] = curve(x, config, args.draws, args.forest_draws)
         if "training" in parts:

@@ -21,7 +21,8 @@ def render(results: dict[str, Any]) -> str:
              "the other, `B` = `.venv/bin/python bench/bench_protocol.py`): "
              + "; ".join(f"`B --parts {p}" + _flags(c) + "`"
                          for p, c in results.get("commands", {}).items()) + ".", ""]
-    lines += _runs(results) + _curve(results) + _training(results) + _labels(results)
+    lines += _runs(results) + _curve(results) + _gap(results) + _training(results)
+    lines += _labels(results)
     lines += _scale(results)
     return "\n".join(lines) + "\n"
 
@@ -105,6 +106,21 @@ def _curve(results: dict[str, Any]) -> list[str]:
         diff = proto[0] - central[0] if central else None
         lines.append(f"| {eps} | {_cell(proto)} | {_cell(central)} | "
                      + (f"{diff:+.4f}" if diff is not None else "") + " |")
+    return lines
+
+
+def _gap(results: dict[str, Any]) -> list[str]:
+    g = results.get("gap")
+    if not g:
+        return []
+    lines = ["", "Where the gap comes from (`--parts gap`, offline as above, same answers per "
+             "row): the protocol at training epsilon 1 against no training noise; and, "
+             "without any status, the protocol's calibrated forest against a two-class "
+             f"forest on the same PNS features: {g['pns_forest']:.4f} against "
+             f"{g['two_class_forest']:.4f}.", "",
+             "| status epsilon | training epsilon 1 | no training noise |", "|---|---|---|"]
+    lines += [f"| {eps} | {_cell(v['training_epsilon_1'])} | {_cell(v['no_training_noise'])} |"
+              for eps, v in g["status_epsilon"].items()]
     return lines
 
 

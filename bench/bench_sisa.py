@@ -20,9 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from federation.sisa.data import load_dataset
+from federation.sisa.partition import deal_partitions
 from server.sisa import LocalTransport, SisaConfig, SisaCoordinator
-from server.sisa_fairness import METHODS, FairnessSetup, render_table, run_fairness
+from server.sisa_fairness import (
+    METHODS,
+    FairnessSetup,
+    render_table,
+    run_fairness,
+    run_seed,
+    run_unlearning,
+    summarise,
+)
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -39,12 +47,13 @@ def cost_rows(
     config = SisaConfig(dataset, shards, slices, min(shards, 4), learner, epochs, seed)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        deal_partitions(root, config)
         coordinator = SisaCoordinator(root, LocalTransport(root, config.clients))
         report, train_s = _timed(lambda: coordinator.train(config))
-        data = load_dataset(dataset)
-        test = data.split(config.split_seed)["test"]
-        majority = coordinator.predict(data.features[test]).majority
-        accuracy = float(np.mean(majority == data.labels[test]))
+        train_rows = sum(len(ids) for ids in coordinator.registry["shard_ids"].values())
+        test = coordinator.owned("test")
+        majority = coordinator.predict(test.features).majority
+        accuracy = float(np.mean(majority == test.labels))
         rng = np.random.default_rng([seed, shards, batch])
         samples, seconds, retrained = [], [], []
         for _ in range(requests):
@@ -56,7 +65,7 @@ def cost_rows(
             retrained.append(len(forgot["applied"]))
     full = report["train_samples"]
     # A single model trained with the same epochs on all rows: epochs x rows.
-    monolithic = config.epochs * len(data.split(config.split_seed)["train"])
+    monolithic = config.epochs * train_rows
     return {
         "shards": shards, "slices": slices, "ids_per_request": batch, "requests": requests,
         "full_sisa_samples": full, "monolithic_samples": monolithic,
@@ -104,6 +113,149 @@ def fitting_objective_line(result: dict[str, Any]) -> str:
     )
 
 
+PAPER_SETTINGS = (("adult", "sex"), ("adult", "race"), ("german", "sex"), ("german", "age"))
+
+
+def paper_claim(seeds: int, shards: int, out_dir: Path, settings: list[str] | None = None) -> str:
+    """The FairSISA claim's measurement: S shards, accuracy objective, `seeds` seeds per
+    setting. Each seed's result is saved under `out_dir` and reused on a rerun (resumable)."""
+    parts = []
+    for dataset, sensitive in PAPER_SETTINGS:
+        if settings and f"{dataset}/{sensitive}" not in settings:
+            continue
+        setup = FairnessSetup(
+            dataset=dataset, sensitive=sensitive, shards=shards, slices=4,
+            objective="accuracy", seeds=tuple(range(seeds)), score_decimals=3,
+        )
+        folder = out_dir / f"{dataset}-{sensitive}-S{shards}"
+        folder.mkdir(parents=True, exist_ok=True)
+        runs = []
+        for seed in setup.seeds:
+            path = folder / f"seed{seed}.json"
+            if not path.is_file():
+                started = time.perf_counter()
+                with tempfile.TemporaryDirectory() as tmp:
+                    run = run_seed(setup, seed, Path(tmp))
+                seconds = time.perf_counter() - started
+                run["seconds"] = seconds
+                path.write_text(json.dumps(run, default=str))
+                print(f"{dataset}/{sensitive} seed {seed}: {seconds:.0f} s", file=sys.stderr)
+            runs.append(json.loads(path.read_text()))
+        result = summarise(setup, runs)
+        parts.append(
+            f"### {dataset}, group {sensitive}, S={shards}, R=4, SGD, accuracy objective, "
+            f"{seeds} seeds (test split; medians)\n\n{render_table(result)}"
+        )
+    return "\n\n".join(parts)
+
+
+def tradeoff_section(dataset: str, sensitive: str, shards: int, seed: int, figure: Path) -> str:
+    """Accuracy against the LP's EOD tolerance for (a), (b), (c) on one seed (fitted on
+    calibration, scored on test), and the per-group table of (c) at tolerance 0."""
+    from llm_modules.fairness.estimator import (
+        FairSISAClassifier,
+        metric_frame,
+        plot_tradeoff,
+        render_metric_frame,
+        tradeoff,
+    )
+    from server.sisa_fairness import _train_and_score
+
+    setup = FairnessSetup(dataset=dataset, sensitive=sensitive, shards=shards, slices=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        coordinator, (votes_cal, votes_test) = _train_and_score(
+            setup, shards, 4, seed, Path(tmp)
+        )
+        cal, test = coordinator.owned("calib"), coordinator.owned("test")
+    g_cal, g_test = cal.groups[sensitive], test.groups[sensitive]
+    curves = tradeoff(votes_cal, cal.labels, g_cal, votes_test, test.labels, g_test)
+    plot_tradeoff(curves, figure, f"{dataset}, group {sensitive}, S={shards}, seed {seed}")
+    model = FairSISAClassifier().fit(votes_cal, cal.labels, sensitive_features=g_cal)
+    frame = metric_frame(test.labels, model.predict_proba(votes_test, sensitive_features=g_test)
+                         [:, 1], g_test)
+    lines = ["| tolerance | " + " | ".join(f"{UNLEARN_NAMES[m]} acc. / EOD" for m in curves)
+             + " |", "|---|" + "---|" * len(curves)]
+    for k, point in enumerate(next(iter(curves.values()))):
+        lines.append(f"| {point['tolerance']:.2f} | " + " | ".join(
+            f"{curves[m][k]['accuracy']:.3f} / {curves[m][k]['equalized_odds_difference']:.3f}"
+            for m in curves) + " |")
+    return (
+        f"### Trade-off: {dataset}, group {sensitive}, S={shards}, seed {seed} (test split)\n\n"
+        + "\n".join(lines) + f"\n\n![trade-off]({figure.relative_to('docs/benchmarks')})"
+        + "\n\nPer group, (c) at tolerance 0 (`metric_frame`, test split):\n\n"
+        + render_metric_frame(frame)
+    )
+
+
+UNLEARN_NAMES = {"constituent": "(a)", "aggregate": "(b)", "votes": "(c)"}
+
+
+def unlearning(seeds: int, shards: int, out_dir: Path, settings: list[str], steps: int,
+               share: float) -> str:
+    """Fairness through unlearning (resumable per seed under `out_dir`)."""
+    parts = []
+    for setting in settings:
+        dataset, sensitive, learner = (setting.split("/") + ["sgd"])[:3]
+        for concentrated in (False, True):
+            setup = FairnessSetup(dataset=dataset, sensitive=sensitive, shards=shards, slices=4,
+                                  learner=learner, epochs=5 if learner != "tiny-bert" else 2)
+            folder = out_dir / f"unlearn-{dataset}-{sensitive}-{learner}-S{shards}"
+            folder.mkdir(parents=True, exist_ok=True)
+            runs = []
+            for seed in range(seeds):
+                path = folder / f"seed{seed}-{'group' if concentrated else 'random'}.json"
+                if not path.is_file():
+                    with tempfile.TemporaryDirectory() as tmp:
+                        run = run_unlearning(setup, seed, Path(tmp), steps, share, concentrated)
+                    path.write_text(json.dumps(run, default=str))
+                    print(f"unlearning {setting} seed {seed} "
+                          f"{'group' if concentrated else 'random'}", file=sys.stderr)
+                runs.append(json.loads(path.read_text()))
+            parts.append(render_unlearning(setting, shards, concentrated, runs))
+    return "\n\n".join(parts)
+
+
+def render_unlearning(setting: str, shards: int, concentrated: bool, runs: list[Any]) -> str:
+    how = "all from group 1" if concentrated else "random"
+    lines = [
+        f"### {setting}, S={shards}: forget {runs[0]['share_per_step']:.0%} of the training "
+        f"and calibration rows per step ({how}), {len(runs)} seeds, medians (test split)",
+        "",
+        "| step | forgotten | " + " | ".join(
+            f"{n} acc. | {n} EOD" for n in UNLEARN_NAMES.values()
+        ) + " | shards retrained | refit = scratch |",
+        "|---|---|" + "---|---|" * len(UNLEARN_NAMES) + "---|---|",
+    ]
+    for k in range(len(runs[0]["sequence"])):
+        steps = [r["sequence"][k] for r in runs]
+        cells = []
+        for m in UNLEARN_NAMES:
+            acc = np.median([s["test"][m]["accuracy"] for s in steps])
+            eod = np.median([s["test"][m]["equalized_odds_difference"] for s in steps])
+            cells += [f"{acc:.3f}", f"{eod:.3f}"]
+        retrained = np.median([s.get("shards_retrained", 0) for s in steps])
+        exact = sum(s.get("refit_equals_scratch", True) for s in steps)
+        lines.append(
+            f"| {k} | {np.median([s['forgotten_share'] for s in steps]):.1%} | "
+            + " | ".join(cells) + f" | {retrained:.0f} | {exact}/{len(steps)} |"
+        )
+    singles = [x for r in runs for x in r["single"]]
+    shard_s = np.median([r["train_one_shard_seconds"] for r in runs])
+    lines += [
+        "",
+        f"One-id forgets ({len(singles)}): retraining the shard took a median "
+        f"{np.median([x['forget_seconds'] for x in singles]) * 1e3:.1f} ms (training one shard "
+        f"from scratch {shard_s * 1e3:.1f} ms); re-fitting each post-processor (the retrained "
+        "shard's calibration votes plus the update), median, as a share of that forget / of "
+        "training one shard: " + "; ".join(
+            f"{n} {np.median([x['refit_fraction_of_forget'][m] for x in singles]):.2%} / "
+            f"{np.median([x['refit_fraction_of_training_one_shard'][m] for x in singles]):.2%}"
+            for m, n in UNLEARN_NAMES.items()
+        ) + ".",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=15, help="deletion requests per setting")
@@ -113,7 +265,34 @@ def main() -> int:
     parser.add_argument(
         "--transformer", choices=("tiny-bert", "minilm"), help="only time this learner on text"
     )
+    parser.add_argument(
+        "--paper", action="store_true",
+        help="only the claim's measurement (Adult and German, S=20), resumable under --cache",
+    )
+    parser.add_argument("--paper-shards", type=int, default=20)
+    parser.add_argument("--paper-settings", nargs="*", help="e.g. adult/sex german/age")
+    parser.add_argument("--cache", type=Path, default=Path("runs/bench_sisa_cache"))
+    parser.add_argument("--unlearning", nargs="*", metavar="DATA/GROUP[/LEARNER]",
+                        help="only fairness through unlearning, e.g. adult/sex german/sex")
+    parser.add_argument("--unlearning-shards", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--share", type=float, default=0.02)
+    parser.add_argument("--tradeoff", nargs="*", metavar="DATA/GROUP",
+                        help="only the accuracy / EOD-tolerance trade-off (seed 0, S=20)")
     args = parser.parse_args()
+    if args.tradeoff:
+        for setting in args.tradeoff:
+            dataset, sensitive = setting.split("/")
+            figure = Path(f"docs/benchmarks/figures/sisa_tradeoff_{dataset}_{sensitive}.png")
+            print(tradeoff_section(dataset, sensitive, args.paper_shards, 0, figure) + "\n")
+        return 0
+    if args.unlearning:
+        print(unlearning(args.seeds, args.unlearning_shards, args.cache, args.unlearning,
+                         args.steps, args.share))
+        return 0
+    if args.paper:
+        print(paper_claim(args.seeds, args.paper_shards, args.cache, args.paper_settings))
+        return 0
     if args.transformer:
         row = cost_rows(5, 3, 1, args.requests, 0, "text", args.transformer, 3)
         print(f"## Retraining cost of forget, generated text, {args.transformer}, 3 epochs/slice")

@@ -19,12 +19,17 @@ from typing import Any
 import numpy as np
 
 from clients.backends import backend_for
-from federation import wire
+from federation import evidence, wire
 from federation.config import ProtocolConfig
 from federation.errors import ProtocolError
 from federation.messages import COORDINATOR, Envelope
 from federation.policy import PolicyRefusal, PrivacyPolicy
-from federation.transcript import PayloadClass, TranscriptLedger
+from federation.transcript import (
+    SIGNING_KEY_FILE,
+    PayloadClass,
+    TranscriptLedger,
+    load_signing_key,
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,8 @@ class Party:
         self.config = ProtocolConfig.from_record(envelope.meta)
         self.state = Path(settings.state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
-        self.ledger = TranscriptLedger(self.id, self.run_id, self.state / "ledger.jsonl")
+        self.ledger = TranscriptLedger(self.id, self.run_id, self.state / "ledger.jsonl",
+                                       signer=load_signing_key(self.state / SIGNING_KEY_FILE))
         self._identity: Any = None
         self.envelope = envelope
         self.policy = PrivacyPolicy.load(settings.policy)
@@ -142,6 +148,7 @@ class Party:
         self.ledger.record(
             direction="sent", round=self.round, phase=phase, sender=self.id, receiver=peer,
             message_type=f"{self.stage}.{phase}", nbytes=len(blob), fields=classes,
+            details=evidence.sent(payload, blob),
         )
         return blob
 
@@ -162,6 +169,7 @@ class Party:
             direction="received", round=self.round, phase=phase, sender=peer,
             receiver=self.id, message_type=f"{self.stage}.{phase}", nbytes=len(blob),
             fields=classes,
+            details=evidence.received(payload, blob, self.state / evidence.EVIDENCE_DIR),
         )
         return wire.unpack(payload, what=f"{phase} payload from {peer}")
 
@@ -180,7 +188,9 @@ class Party:
         recorded by `seal_for`)."""
         out = Envelope(
             meta={"phase": phase, "party_id": self.id, "role": self.role},
-            public={**(public or {}), **process_stats()},
+            # The head of this party's signed ledger chain, which the coordinator records:
+            # removing this party's lines up to here is then detectable.
+            public={**(public or {}), **process_stats(), "ledger_head": self.ledger.head()},
             sealed=dict(sealed or {}),
         )
         self.ledger.record(

@@ -99,28 +99,86 @@ def load_run_ledger(run_dir: Path) -> list[TranscriptEntry]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("audit", help="show what crossed which boundary in a run")
-    p.add_argument("run_dir", type=Path, nargs="?",
-                   help="a run directory (its merged ledger.jsonl)")
+    p = subparsers.add_parser(
+        "audit", help="audit a run: signed ledgers, content checks, DP budget, attacks",
+        description="pv4fad audit RUN_DIR | --ledger FILE... [--html FILE] [--json]; "
+                    "pv4fad audit verify FILE_OR_RUN_DIR... (signed-ledger check only). "
+                    "Exit 0: every check passes; 1: a check failed; 2: bad input.")
+    p.add_argument("target", nargs="*", metavar="RUN_DIR",
+                   help="a run directory, or `verify` followed by ledger files or run "
+                        "directories")
     p.add_argument("--ledger", type=Path, nargs="+", default=[],
-                   help="or the parties' own ledger files, merged here (a deployment)")
+                   help="or the parties' own ledger files (a deployment); each party's "
+                        "evidence and policy.json are looked for next to its ledger")
+    p.add_argument("--evidence", type=Path, nargs="+", default=[],
+                   help="more directories holding recorded payload bytes (evidence/)")
+    p.add_argument("--keys", type=Path,
+                   help="JSON {party: Ed25519 public key hex} pinning the ledger-signing "
+                        "keys (default: RUN_DIR/parties/ledger_keys.json)")
+    p.add_argument("--policy", type=Path,
+                   help="reference privacy policy the releases are held against "
+                        "(default: the protocol's defaults)")
+    p.add_argument("--html", type=Path, help="write a self-contained HTML report here")
+    p.add_argument("--no-attacks", action="store_true", help="skip the empirical attacks")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from federation.audit_run import audit, render_text
     from federation.cli import emit
 
-    if bool(args.run_dir) == bool(args.ledger):
+    target = list(args.target)
+    if target[:1] == ["verify"]:
+        return _verify(target[1:], args)
+    if len(target) > 1:
+        raise Pv4fadError(f"audit: one run directory expected, got {len(target)}: "
+                          f"{' '.join(target)}")
+    if bool(target) == bool(args.ledger):
         raise Pv4fadError("audit: give a run directory or --ledger FILE..., not both")
-    if args.run_dir:
-        entries = load_run_ledger(args.run_dir)
-    else:
-        missing = [str(p) for p in args.ledger if not p.is_file()]
-        if missing:
-            raise Pv4fadError(f"audit: no ledger file at {', '.join(missing)}")
-        entries = sorted((e for p in args.ledger for e in read_ledger(p)), key=lambda e: e.time)
-    checks = privacy_checks(entries)
-    emit({"checks": checks, "traffic": traffic(entries), "releases": releases(entries)},
-         args.json, render(entries))
-    return 0 if not any(checks.values()) else 1
+    run_dir = Path(target[0]) if target else None
+    if run_dir is not None and not run_dir.is_dir():
+        raise Pv4fadError(f"audit: no run directory at {run_dir}")
+    for name in ("keys", "policy"):
+        path = getattr(args, name)
+        if path is not None and not path.is_file():
+            raise Pv4fadError(f"audit: --{name} {path}: no such file")
+    result = audit(run_dir=run_dir, ledgers=args.ledger, evidence=args.evidence,
+                   keys=args.keys, reference=args.policy, attacks=not args.no_attacks)
+    if args.html:
+        from federation.audit_report import write_html
+
+        write_html(result, args.html)
+        result["html"] = str(args.html)
+    emit(result, args.json, render_text(result) + (f"\nreport: {args.html}" if args.html
+                                                    else ""))
+    return 0 if result["passed"] else 1
+
+
+def _verify(paths: list[str], args: argparse.Namespace) -> int:
+    from federation.audit_run import LEDGER_KEYS, load_keys
+    from federation.audit_verify import verify_files
+    from federation.cli import emit
+
+    if not paths:
+        raise Pv4fadError("audit verify: give ledger files or run directories")
+    files: list[Path] = []
+    keys = args.keys
+    for item in map(Path, paths):
+        if item.is_dir():
+            ledger = item / "ledger.jsonl"
+            if not ledger.is_file():
+                raise Pv4fadError(f"audit verify: no ledger.jsonl in {item}")
+            files.append(ledger)
+            if keys is None and (item / "parties" / LEDGER_KEYS).is_file():
+                keys = item / "parties" / LEDGER_KEYS
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise Pv4fadError(f"audit verify: no ledger file or run directory at {item}")
+    report = verify_files(files, load_keys(keys) if keys else {})
+    warnings = [] if keys else ["no pinned ledger keys (--keys): each chain was checked "
+                                "against the key on its own first line only"]
+    emit({**report.to_json(), "warnings": warnings}, args.json,
+         "\n".join([report.render(), *(f"  warning: {w}" for w in warnings)]))
+    return 0 if report.ok else 1

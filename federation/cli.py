@@ -38,7 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "party": ("federation.party_cli", "a party's identity key and privacy policy"),
     "simulate": ("federation.simulate",
                  "run the private federated protocol on one machine (train, then test)"),
-    "audit": ("federation.audit", "show what crossed which boundary in a run"),
+    "audit": ("federation.audit",
+              "audit a run: signed ledgers, content checks, DP budget, attacks"),
     "llm": ("llm_modules.cli", "trustworthy-LLM modules (unlearning, ...)"),
 }
 # Modules that each add one command (or group) to the parser, in help order.
@@ -132,7 +133,14 @@ def fail(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    if argv[:2] == ["audit", "poisoning"]:
+        # `audit RUN_DIR` takes a positional path, so this audit is parsed on its own.
+        from llm_modules.poisoning.audit_cli import main as audit_poisoning
+
+        args = argparse.Namespace(command="audit poisoning",
+                                  func=lambda _: audit_poisoning(argv[2:]))
+    else:
+        args = build_parser(argv).parse_args(argv)
     previous = _on_interrupt()
     try:
         _check_audit_args(args)
@@ -161,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_audit_args(args: argparse.Namespace) -> None:
-    if args.command == "audit" and not getattr(args, "run_dir", None) and not getattr(
+    if args.command == "audit" and not getattr(args, "target", None) and not getattr(
             args, "ledger", None):
         raise Pv4fadError("audit: name what to audit: a run directory (pv4fad audit RUN) or "
                           "the parties' ledgers (pv4fad audit --ledger FILE...)")

@@ -63,6 +63,7 @@ def fingerprint(public_key: bytes) -> str:
 def _init(args: argparse.Namespace) -> int:
     from crypto.channel import IDENTITY_FILE, E2EIdentity
     from federation.cli import emit
+    from federation.transcript import SIGNING_KEY_FILE, load_signing_key, public_key_hex
 
     path = args.out / IDENTITY_FILE
     if path.exists():
@@ -71,9 +72,14 @@ def _init(args: argparse.Namespace) -> int:
     identity = E2EIdentity.generate()
     identity.save(path)
     public = identity.public_bytes()
-    emit({"identity": str(path), "public_key": public.hex(), "fingerprint": fingerprint(public)},
+    # The Ed25519 key that signs this party's ledger; an auditor pins its public half
+    # (`pv4fad audit --keys`).
+    ledger_key = public_key_hex(load_signing_key(args.out / SIGNING_KEY_FILE))
+    emit({"identity": str(path), "public_key": public.hex(), "fingerprint": fingerprint(public),
+          "ledger_key": ledger_key},
          args.json, f"identity written to {path}\npublic key {public.hex()}\n"
-                    f"fingerprint {fingerprint(public)} (compare it with your peers out of band)")
+                    f"fingerprint {fingerprint(public)} (compare it with your peers out of band)"
+                    f"\nledger-signing key {ledger_key} (give it to your auditor)")
     return 0
 
 

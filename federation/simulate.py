@@ -19,9 +19,17 @@ from typing import Any
 
 from federation.config import INFERENCE_MODES, REPORTED_STATUSES, ProtocolConfig
 from federation.errors import Pv4fadError
-from federation.messages import PHASES, PNS_ID
+from federation.messages import COORDINATOR, PHASES, PNS_ID
 from federation.policy import PrivacyPolicy
-from federation.transcript import merge_ledgers
+from federation.transcript import (
+    SIGNING_KEY_FILE,
+    load_signing_key,
+    merge_ledgers,
+    public_key_hex,
+)
+
+# Under RUN_DIR/parties: every ledger-signing public key, as an auditor pins them.
+LEDGER_KEYS = "ledger_keys.json"
 
 STAGES = ("train", "test")
 
@@ -269,6 +277,13 @@ def prepare_parties(parties_dir: Path, parties: list[str], config: ProtocolConfi
         max_rows_per_account=config.max_rows_per_account,
         lifetime_training_epsilon=max(PrivacyPolicy.lifetime_training_epsilon,
                                       5 * config.epsilon))
+    # Each party's (and the coordinator's) Ed25519 ledger-signing key; the public halves
+    # are what an auditor pins to verify the signed ledgers (`pv4fad audit verify`).
+    signing = {pid: parties_dir / pid / SIGNING_KEY_FILE for pid in parties}
+    signing[COORDINATOR] = parties_dir.parent / COORDINATOR / SIGNING_KEY_FILE
+    (parties_dir / LEDGER_KEYS).write_text(json.dumps(
+        {pid: public_key_hex(load_signing_key(path)) for pid, path in signing.items()},
+        indent=1, sort_keys=True) + "\n")
     out = {}
     for pid in parties:
         pins = {p: key for p, key in publics.items() if p != pid}

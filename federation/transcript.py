@@ -7,7 +7,10 @@ protected; `plaintext` is only acceptable for public metadata.
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -49,22 +52,109 @@ class TranscriptEntry:
     direction: str
     time: float = field(default_factory=time.time)
     details: dict[str, Any] = field(default_factory=dict)
+    # Hash chain and signature (seq, prev, sig; key on a chain's first line): one chain per
+    # recorder and run, so a ledger merged from several parties keeps every chain whole.
+    chain: dict[str, Any] = field(default_factory=dict)
+
+
+SIGNING_KEY_FILE = "ledger_signing.key"
+GENESIS = "0" * 64  # `prev` of a chain's first line
+
+
+def canonical(line: Mapping[str, Any], *, with_sig: bool) -> bytes:
+    """The bytes a line's signature covers (without `sig`) or its hash covers (with)."""
+    body = dict(line)
+    chain = dict(body.get("chain", {}))
+    if not with_sig:
+        chain.pop("sig", None)
+    body["chain"] = chain
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def line_hash(line: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(line, with_sig=True)).hexdigest()
+
+
+def load_signing_key(path: Path, create: bool = True) -> Any:
+    """A party's Ed25519 ledger-signing key (raw 32 bytes, owner-only), made on first use."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = Path(path)
+    if not path.exists():
+        if not create:
+            raise FileNotFoundError(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(os.urandom(32))
+    return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
+
+
+def public_key_hex(signer: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return signer.public_key().public_bytes(serialization.Encoding.Raw,
+                                            serialization.PublicFormat.Raw).hex()
 
 
 class TranscriptLedger:
-    """Append-only ledger of one party; `path=None` keeps entries in memory only."""
+    """Append-only ledger of one party; `path=None` keeps entries in memory only.
 
-    def __init__(self, party: str, run: str, path: Path | None = None) -> None:
+    With a `signer` (the party's Ed25519 key) every line is chained to the previous line
+    of the same run (`prev`, the SHA-256 of that line) and signed, so an edited, reordered,
+    removed or inserted line is detected by `pv4fad audit verify` (federation/audit_verify.py).
+    The chain heads live in a small side file so that appending never rereads the ledger.
+    """
+
+    def __init__(self, party: str, run: str, path: Path | None = None,
+                 signer: Any = None) -> None:
         self.party = party
         self.run = run
         self.path = Path(path) if path is not None else None
+        self.signer = signer
         self._entries: list[TranscriptEntry] = []  # used only without a file
+        self._heads: dict[str, list[Any]] = {}  # run -> [seq, hash], without a file
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def heads_path(self) -> Path | None:
+        return None if self.path is None else self.path.with_suffix(".heads.json")
+
+    def _read_heads(self) -> dict[str, list[Any]]:
+        if self.heads_path is None:
+            return self._heads
+        return json.loads(self.heads_path.read_text()) if self.heads_path.exists() else {}
+
+    def head(self) -> str:
+        """`seq:hash` of this run's last signed line ('' before the first): a party puts it
+        in its replies, so the coordinator's ledger anchors the end of the chain."""
+        head = self._read_heads().get(self.run)
+        return f"{head[0]}:{head[1]}" if head else ""
+
+    def _sign(self, entry: TranscriptEntry) -> TranscriptEntry:
+        heads = self._read_heads()
+        seq, prev = heads.get(entry.run, [-1, GENESIS])
+        chain: dict[str, Any] = {"seq": int(seq) + 1, "prev": prev}
+        if chain["seq"] == 0:
+            chain["key"] = public_key_hex(self.signer)
+        line = dict(asdict(entry), chain=chain)
+        chain["sig"] = self.signer.sign(canonical(line, with_sig=False)).hex()
+        line["chain"] = chain
+        heads[entry.run] = [chain["seq"], line_hash(line)]
+        if self.heads_path is None:
+            self._heads = heads
+        else:
+            tmp = self.heads_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(heads))
+            tmp.replace(self.heads_path)
+        return TranscriptEntry(**line)
 
     def _append(self, entry: TranscriptEntry) -> TranscriptEntry:
         # File-backed ledgers only append: a party opens one per message, so reading the
         # whole history back each time would grow with the run.
+        if self.signer is not None:
+            entry = self._sign(entry)
         if self.path is None:
             self._entries.append(entry)
         else:
@@ -83,10 +173,8 @@ class TranscriptLedger:
         nbytes: int,
         fields: Mapping[str, PayloadClass],
         details: Mapping[str, Any] | None = None,
-        at: float | None = None,
     ) -> TranscriptEntry:
-        """Record a message this party sent or received, or a computation it took part in
-        (`at`: when, if not now)."""
+        """Record a message this party sent or received, or a computation it took part in."""
         if direction not in MESSAGE_DIRECTIONS:
             raise ValueError(f"direction must be one of {MESSAGE_DIRECTIONS}, got {direction!r}")
         return self._append(
@@ -102,7 +190,6 @@ class TranscriptLedger:
                 recorder=self.party,
                 direction=direction,
                 details=dict(details or {}),
-                **({"time": at} if at is not None else {}),
             )
         )
 
@@ -181,9 +268,11 @@ def read_ledger(path: Path) -> Iterable[TranscriptEntry]:
 
 def merge_ledgers(paths: Iterable[Path], out: Path, runs: set[str] | None = None
                   ) -> list[TranscriptEntry]:
-    """Merge per-party ledgers into one file ordered by time (only `runs`, if given)."""
-    entries = sorted((e for p in paths for e in read_ledger(p)
-                      if runs is None or e.run in runs), key=lambda e: e.time)
+    """Merge per-party ledgers into one file ordered by time (only `runs`, if given).
+    Each file keeps its own order (a k-way merge, not a sort), so every party's signed
+    chain reads in sequence in the merged file too."""
+    streams = [[e for e in read_ledger(p) if runs is None or e.run in runs] for p in paths]
+    entries = list(heapq.merge(*streams, key=lambda e: e.time))
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside and renamed over: the merged ledger is complete or the old one stays.
     tmp = out.with_name(f".{out.name}.tmp")

@@ -11,6 +11,7 @@ LLM_COMMAND_MODULES: tuple[str, ...] = (
     "llm_modules.alignment.map_cli",
     "llm_modules.alignment.post_training_cli",
     "llm_modules.calibration.cli",
+    "llm_modules.poisoning.cli",
 )
 
 

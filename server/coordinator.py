@@ -22,6 +22,7 @@ from typing import Any
 from flwr.app import Message
 from flwr.server import Grid
 
+from federation import evidence
 from federation.config import ProtocolConfig
 from federation.errors import PartyFailure
 from federation.messages import (
@@ -37,7 +38,12 @@ from federation.messages import (
     Envelope,
 )
 from federation.simulation import wait_for_nodes
-from federation.transcript import PayloadClass, TranscriptLedger
+from federation.transcript import (
+    SIGNING_KEY_FILE,
+    PayloadClass,
+    TranscriptLedger,
+    load_signing_key,
+)
 
 Progress = Callable[[str], None]
 # Seconds between "waiting for ..." lines while parties work on a phase.
@@ -204,19 +210,14 @@ class Coordinator:
                       f"{'y' if len(targets) == 1 else 'ies'} ..."
                       + (f" (about {last:.0f} s last time)" if last and last >= 5 else ""))
         messages = []
-        unnamed: list[tuple[int, Envelope, float]] = []
         for target, env in targets.items():
             node = int(target) if by_node else self.node_of[target]
             env.meta.update(self._meta(phase))
             messages.append(Message(env.to_record(), dst_node_id=node,
                                     message_type=f"query.{phase}"))
-            if by_node and self._name_of(node).startswith("node "):
-                # Which party a SuperNode hosts is known only from its answer: the
-                # message is recorded once that is known, at the time it was sent.
-                unnamed.append((node, env, time.time()))
-            else:
-                self._record("sent", phase, COORDINATOR,
-                             self._name_of(node) if by_node else target, env)
+            # A SuperNode's party is known once it has answered (from the first setup on).
+            self._record("sent", phase, COORDINATOR,
+                         self._name_of(node) if by_node else target, env)
         replies: dict[str, Envelope] = {}
         answered_nodes: set[int] = set()
         for reply in self._exchange(messages):
@@ -237,15 +238,14 @@ class Coordinator:
                 self._fail(name, phase, str(env.public["error"]))
                 continue
             self.report.public.setdefault(name, {}).update(
-                {f"{phase}.{k}": v for k, v in env.public.items() if _reportable(v)})
+                {f"{phase}.{k}": v for k, v in env.public.items()
+                 if _reportable(v) and k != "ledger_head"})
             replies[name] = env
         for target in targets:
             node = int(target) if by_node else self.node_of[target]
             if node not in answered_nodes:
                 self._fail(self._name_of(node), phase,
                            f"no answer within {self.config.timeout_s:.0f} s")
-        for node, env, at in unnamed:
-            self._record("sent", phase, COORDINATOR, self._name_of(node), env, at=at)
         self.report.phase_seconds[phase] = (self.report.phase_seconds.get(phase, 0.0)
                                             + time.perf_counter() - started)
         self.progress(f"[{self.report.stage}] {phase}: done in "
@@ -302,7 +302,7 @@ class Coordinator:
         }
 
     def _record(self, direction: str, phase: str, sender: str, receiver: str,
-                env: Envelope, at: float | None = None) -> None:
+                env: Envelope) -> None:
         assert self.ledger is not None
         fields = {"meta": PayloadClass.PUBLIC, "public": PayloadClass.PUBLIC}
         if env.sealed:  # in plaintext mode the relayed payloads are readable
@@ -312,14 +312,17 @@ class Coordinator:
             direction=direction, round=self.round, phase=phase, sender=sender,
             receiver=receiver, message_type=f"{self.report.stage}.{phase}",
             nbytes=env.public_bytes() + env.sealed_bytes(), fields=fields,
-            details={"relayed": {k: len(v) for k, v in env.sealed.items()}}, at=at,
+            details={"relayed": {k: len(v) for k, v in env.sealed.items()},
+                     "relayed_sha256": {k: evidence.sha256(v) for k, v in env.sealed.items()},
+                     "ledger_head": str(env.public.get("ledger_head", ""))},
         )
 
     def _start(self, stage: str) -> None:
         self.report = StageReport(stage=stage, run_id=secrets.token_hex(8))
         self.round = 0
-        self.ledger = TranscriptLedger(COORDINATOR, self.report.run_id,
-                                       self.run_dir / COORDINATOR / "ledger.jsonl")
+        self.ledger = TranscriptLedger(
+            COORDINATOR, self.report.run_id, self.run_dir / COORDINATOR / "ledger.jsonl",
+            signer=load_signing_key(self.run_dir / COORDINATOR / SIGNING_KEY_FILE))
 
 
 def _reportable(value: Any) -> bool:

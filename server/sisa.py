@@ -2,9 +2,11 @@
 routes deletion requests to the shards holding the ids (queueing them, on disk, while a
 host is down), and aggregates the shards' outputs into the ensemble.
 
-State under `<run>/coordinator/`: `registry.json` (configuration, shard -> host, id -> shard,
-training cost), `requests.jsonl` (every deletion request and what became of it) and
-`pending.json` (deletions not yet applied). The coordinator never holds rows or models.
+State under `<run>/coordinator/`: `plan.json` (shard -> host and slice id lists, as the
+parties dealt them: ids only), `calib.npz` / `test.npz` (the query rows the coordinator
+owns), `registry.json` (configuration, shard -> host, id -> shard, training cost),
+`requests.jsonl` (every deletion request and what became of it) and `pending.json`
+(deletions not yet applied). The coordinator never holds the hosts' rows or models.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import numpy as np
 
 from clients.sisa_shard import ShardHost
 from federation.errors import ProtocolError, Pv4fadError
-from federation.sisa.data import DATASETS, load_dataset
-from federation.sisa.learners import check_learner
+from federation.sisa.data import DATASETS
+from federation.sisa.learners import check_learner, full_retrain_samples
+from federation.sisa.partition import PLAN, OwnedRows, client_name, make_plan
 from federation.sisa.shard import ShardSpec, ShardUpdate
 
 ShardProba = dict[int, np.ndarray]  # shard -> P(y = 1) per query row
@@ -49,21 +52,7 @@ class SisaConfig:
                 raise Pv4fadError(f"SISA {name} must be at least 1 (got {getattr(self, name)})")
 
 
-def client_name(index: int) -> str:
-    return f"client{index:02d}"
-
-
-def make_plan(train_ids: np.ndarray, shards: int, slices: int, seed: int) -> list[list[list[int]]]:
-    """Seeded assignment of ids to shards, then slices: plan[s][r] is a sorted id list."""
-    if len(train_ids) < shards * slices:
-        raise Pv4fadError(
-            f"{len(train_ids)} training rows cannot fill {shards} shards x {slices} slices"
-        )
-    order = np.random.default_rng([seed, 1]).permutation(np.asarray(train_ids))
-    return [
-        [sorted(map(int, part)) for part in np.array_split(shard, slices)]
-        for shard in np.array_split(order, shards)
-    ]
+__all__ = ["client_name", "make_plan"]  # re-exported: callers plan runs through this module
 
 
 class ShardTransport(Protocol):
@@ -87,6 +76,8 @@ class LocalTransport:
         names = [client_name(i) for i in range(clients)]
         root = Path(run_dir) / "clients"
         self.hosts = {n: ShardHost(n, root / n) for n in names if n not in down}
+        # (host, operation, what was sent): the in-process stand-in for a message log.
+        self.messages: list[tuple[str, str, Any]] = []
 
     def online(self) -> set[str]:
         return set(self.hosts)
@@ -94,12 +85,15 @@ class LocalTransport:
     def train(
         self, client: str, specs: list[ShardSpec], slices: list[list[list[int]]]
     ) -> list[ShardUpdate]:
+        self.messages.append((client, "train", [s.shard for s in specs]))
         return self.hosts[client].train(specs, slices)
 
     def forget(self, client: str, shard: int, ids: list[int]) -> ShardUpdate:
+        self.messages.append((client, "forget", (shard, list(ids))))
         return self.hosts[client].forget(shard, ids)
 
     def predict(self, client: str, shards: list[int], features: np.ndarray) -> ShardProba:
+        self.messages.append((client, "predict", list(shards)))
         return self.hosts[client].predict(shards, features)
 
 
@@ -165,16 +159,27 @@ class SisaCoordinator:
         """Plan shards and slices, and have every host train its shards from scratch.
         Ids forgotten earlier in this run (and `exclude`) stay out of the plan."""
         config.validate()
+        dealt = self._load(PLAN, None)
+        if dealt is None:
+            raise Pv4fadError(
+                f"no data plan in {self.dir}: the parties' rows are dealt first "
+                "(federation.sisa.partition.deal_partitions in a simulation)"
+            )
+        fields = ("dataset", "shards", "slices", "clients", "seed", "split_seed")
+        if dealt["dealt"] != {f: getattr(config, f) for f in fields}:
+            raise Pv4fadError(
+                f"the run in {self.run_dir} was dealt for {dealt['dealt']}; the configuration "
+                "asks for another split: use a new run directory"
+            )
         previous = self._load("registry.json", {})
         gone = set(previous.get("forgotten", [])) | set(map(int, exclude))
-        hosts = {s: client_name(s % config.clients) for s in range(config.shards)}
+        hosts = {int(s): h for s, h in dealt["hosts"].items()}
         missing = sorted(set(hosts.values()) - self.transport.online())
         if missing:
             raise ProtocolError(f"cannot train: shard hosts {missing} are not connected")
-        split = load_dataset(config.dataset).split(config.split_seed)
         plan = [
-            [[i for i in sl if i not in gone] for sl in shard]
-            for shard in make_plan(split["train"], config.shards, config.slices, config.seed)
+            [[i for i in sl if i not in gone] for sl in dealt["slices"][str(s)]]
+            for s in range(config.shards)
         ]
         samples = 0
         for client in sorted(set(hosts.values())):
@@ -203,12 +208,19 @@ class SisaCoordinator:
         owner = {i: int(s) for s, members in registry["shard_ids"].items() for i in members}
         forgotten = set(registry["forgotten"])
         wanted = sorted(set(map(int, ids)))
-        unknown = [i for i in wanted if i not in owner and i not in forgotten]
+        calib = self.owned("calib") if (self.dir / "calib.npz").is_file() else None
+        mine = set(calib.ids.tolist()) if calib is not None else set()
+        unknown = [i for i in wanted if i not in owner and i not in forgotten and i not in mine]
         if unknown:
             raise Pv4fadError(
                 f"ids {unknown[:20]} are not in any shard of the SISA run in {self.run_dir} "
-                f"(its shards hold {len(owner)} training ids; nothing was changed)"
+                f"nor in its calibration rows (its shards hold {len(owner)} training ids; "
+                "nothing was changed)"
             )
+        # Calibration rows are the coordinator's own: deleted here, no host is involved.
+        calibration = sorted(set(wanted) & mine)
+        if calibration and calib is not None:
+            calib.delete(calibration)
         todo = [i for i in wanted if i in owner]
         request = 1 + max([r["request"] for r in self._requests()] + [0])
         by_shard: dict[int, list[int]] = {}
@@ -223,12 +235,19 @@ class SisaCoordinator:
         self._move_forgotten(todo)
         applied = self.flush_pending()
         samples = sum(a["samples"] for a in applied)
+        config = registry["config"]
+        remaining = sum(len(m) for m in registry["shard_ids"].values()) - len(todo)
+        # The baseline is one model retrained from scratch on the remaining rows, not the
+        # sliced ensemble's own training cost (which cumulative slices inflate).
+        full = full_retrain_samples(config["learner"], config["epochs"], remaining)
         return {
             "request": request, "ids": wanted,
             "already_forgotten": sorted(set(wanted) & forgotten),
+            "calibration_forgotten": calibration,
             "applied": applied, "queued": self.pending, "samples": samples,
-            "full_retrain_samples": registry["train_samples"],
-            "fraction_of_full": samples / max(registry["train_samples"], 1),
+            "full_retrain_samples": full,
+            "sisa_train_samples": registry["train_samples"],
+            "fraction_of_full": samples / max(full, 1),
         }
 
     def _move_forgotten(self, ids: list[int]) -> None:
@@ -269,6 +288,10 @@ class SisaCoordinator:
             self._log({"event": "queued", **entry})
         self._save("pending.json", still)
         return applied
+
+    def owned(self, name: str) -> OwnedRows:
+        """The query rows the coordinator owns: "calib" or "test"."""
+        return OwnedRows(self.dir / f"{name}.npz")
 
     def predict(self, features: np.ndarray) -> EnsembleOutput:
         """Ensemble output from every shard that is reachable and has no queued deletion

@@ -10,7 +10,8 @@ import numpy as np
 
 from federation.cli import emit, progress, renamed_option
 from federation.errors import ProtocolError, Pv4fadError
-from federation.sisa.data import DATASETS, load_dataset
+from federation.sisa.data import DATASETS
+from federation.sisa.partition import deal_partitions
 
 if TYPE_CHECKING:
     from server.sisa import SisaCoordinator
@@ -52,7 +53,9 @@ def register(subparsers: Any) -> None:
     fair.add_argument("--data", choices=DATASETS, default="german")
     fair.add_argument("--shards", type=int, default=5)
     fair.add_argument("--slices", type=int, default=4)
-    fair.add_argument("--sensitive", default="sex", help="group attribute (german: sex, age)")
+    fair.add_argument(
+        "--sensitive", default="sex", help="group attribute (german: sex, age; adult: sex, race)"
+    )
     fair.add_argument("--learner", default="sgd", help=LEARNER_HELP)
     fair.add_argument("--epochs", type=int, default=5)
     fair.add_argument("--objective", choices=OBJECTIVES, default="accuracy")
@@ -106,11 +109,9 @@ def _with_coordinator(args: argparse.Namespace, clients: int, action: Any) -> An
 
 def evaluate(coordinator: SisaCoordinator) -> dict[str, Any]:
     """The ensemble's test-split accuracy (majority vote and mean probability)."""
-    config = coordinator.registry["config"]
-    data = load_dataset(config["dataset"])
-    test = data.split(config["split_seed"])["test"]
-    output = coordinator.predict(data.features[test])
-    y = data.labels[test]
+    test = coordinator.owned("test")  # query rows the coordinator owns
+    output = coordinator.predict(test.features)
+    y = test.labels
     return {
         "shards_used": output.shards,
         "excluded": {str(s): why for s, why in output.excluded.items()},
@@ -126,6 +127,9 @@ def _train(args: argparse.Namespace) -> int:
         args.data, args.shards, args.slices, args.clients, args.learner, args.epochs, args.seed
     )
     config.validate()
+
+    # The simulation's data owners deal each party its rows (kept on a rerun).
+    deal_partitions(args.run, config)
 
     def action(coordinator: SisaCoordinator) -> dict[str, Any]:
         report = coordinator.train(config)
@@ -160,8 +164,8 @@ def _forget(args: argparse.Namespace) -> int:
     queued = result["queued"]
     emit(result, args.json, (
         f"request {result['request']}: {len(result['applied'])} shard retrain(s), "
-        f"{result['samples']} samples ({100 * result['fraction_of_full']:.1f} % of full "
-        f"retraining); {len(queued)} deletion(s) queued"
+        f"{result['samples']} samples ({100 * result['fraction_of_full']:.1f} % of "
+        f"retraining one model from scratch); {len(queued)} deletion(s) queued"
         + "".join(
             f"\n  applied: shard {a['shard']} (request {a['request']}) from slice "
             f"{a['first_slice']}, {a['samples']} samples"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from llm_modules.fairness import (
     demographic_parity_difference,
     equalized_odds_difference,
 )
+from llm_modules.fairness.equalized_odds import EmptyCellWarning
 from llm_modules.fairness.fairlearn_check import FairlearnEqualizedOdds
 from llm_modules.fairness.fairsisa import majority_probability
 
@@ -136,3 +139,175 @@ def test_fairness_command_prints_one_json_object(capsys: pytest.CaptureFixture[s
     assert check["lp_on_calibration"] - check["fairlearn_on_calibration"] < 2e-3
     assert main(["sisa", "fairness", "--sensitive", "height", "--seeds", "1"]) == 2
     assert "no group 'height'" in capsys.readouterr().err
+
+
+def test_empty_cells_are_decided_from_the_nearest_seen_level_and_warn() -> None:
+    votes, y, group = _votes(n=2000, voters=7)
+    count = votes.sum(axis=1)
+    # Group 1 never has 0 or 7 votes in fitting: those cells have no rows.
+    keep = ~((group == 1) & ((count == 0) | (count == 7)))
+    post = FairSISA("votes").fit(votes[keep], y[keep], group[keep])
+    lp = post.post_[0]
+    assert lp.empty_[1, 0] and lp.empty_[1, 7] and not lp.empty_[0].any()
+    nearest_low = lp.levels_[~lp.empty_[1]].min()
+    nearest_high = lp.levels_[~lp.empty_[1]].max()
+    assert lp.p_[1, 0] == lp.p_[1, int(nearest_low)]
+    assert lp.p_[1, 7] == lp.p_[1, int(nearest_high)]
+    row_votes = np.zeros((1, 7), dtype=int)
+    with pytest.warns(EmptyCellWarning, match="1 rows fall in"):
+        decided = post.predict_proba(row_votes, np.array([1]))
+    assert decided[0] == lp.p_[1, int(nearest_low)]
+    # On the fitting rows nothing lands in an empty cell, so no warning and EO holds.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted = post.predict_proba(votes[keep], group[keep])
+    assert equalized_odds_difference(y[keep], fitted, group[keep]) < 1e-7
+
+
+def test_pooled_fill_uses_the_other_groups_at_that_level() -> None:
+    score = np.array([0, 1, 2, 0, 1, 2, 1, 1, 2, 2, 1, 2], dtype=float)
+    y = np.array([0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1])
+    group = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    lp = EqualizedOddsPostProcessor(monotone=False, levels=np.arange(3.0), fill="pooled")
+    lp.fit(score, y, group)
+    assert lp.empty_[1, 0] and not lp.empty_[0, 0]
+    assert lp.p_[1, 0] == lp.p_[0, 0]
+    with pytest.raises(FairnessError, match="fill 'mean'"):
+        EqualizedOddsPostProcessor(fill="mean").fit(score, y, group)
+
+
+def test_vote_count_allows_any_map_by_default() -> None:
+    assert FairSISA("votes")._monotone() is False
+    assert FairSISA("aggregate")._monotone() is True
+    votes, y, group = _votes(n=1500)
+    free = FairSISA("votes").fit(votes, y, group)
+    bound = FairSISA("votes", monotone=True).fit(votes, y, group)
+    assert free.post_[0].fit_score_ >= bound.post_[0].fit_score_ - 1e-12
+
+
+def test_joint_pattern_is_never_worse_than_the_count_on_fitting_data() -> None:
+    votes, y, group = _votes(n=3000, voters=4)
+    pattern = FairSISA("pattern").fit(votes, y, group)
+    count = FairSISA("votes").fit(votes, y, group)
+    assert pattern.post_[0].fit_score_ >= count.post_[0].fit_score_ - 1e-12
+    assert equalized_odds_difference(y, pattern.predict_proba(votes, group), group) < 1e-7
+    fitted = {tuple(p) for p in pattern.patterns_.tolist()}
+    missing = [p for p in itertools.product((0, 1), repeat=4) if p not in fitted]
+    if missing:
+        with pytest.warns(EmptyCellWarning, match="not seen in fit"):
+            pattern.predict_proba(np.array(missing[:1]), np.array([0]))
+
+
+@pytest.mark.parametrize("method", ["constituent", "aggregate", "votes", "pattern"])
+def test_prediction_tolerates_an_excluded_voter(method: str) -> None:
+    votes, y, group = _votes(n=2000, voters=5)
+    post = FairSISA(method).fit(votes, y, group)
+    answering = [0, 1, 3, 4]
+    with pytest.raises(FairnessError, match="fitted on 5 voters, got 4; name the answering"):
+        post.predict_proba(votes[:, answering], group)
+    reduced = post.predict_proba(votes[:, answering], group, voters=answering)
+    if method == "constituent":
+        # The kept voters' own post-processors, then their majority.
+        each = np.stack(
+            [post.post_[m].predict_proba(votes[:, m], group) for m in answering], axis=1
+        )
+        assert np.allclose(reduced, majority_probability(each))
+    else:
+        # Equal to a post-processor fitted on the answering voters only, so EO holds again.
+        alone = FairSISA(method).fit(votes[:, answering], y, group)
+        assert np.allclose(reduced, alone.predict_proba(votes[:, answering], group))
+        assert equalized_odds_difference(y, reduced, group) < 1e-7
+    with pytest.raises(FairnessError, match="must name each of the 4 vote columns once"):
+        post.predict_proba(votes[:, answering], group, voters=[0, 1, 3])
+    with pytest.raises(FairnessError, match=r"must lie in 0..4"):
+        post.predict_proba(votes[:, answering], group, voters=[0, 1, 3, 9])
+
+
+@pytest.mark.parametrize("method", ["constituent", "aggregate", "votes", "pattern"])
+def test_incremental_refit_equals_refitting_from_scratch(method: str) -> None:
+    votes, y, group = _votes(n=1500, voters=5)
+    post = FairSISA(method).fit(votes, y, group)
+    rng = np.random.default_rng(9)
+    changed = votes.copy()
+    flip = rng.random(len(y)) < 0.1
+    changed[flip, 2] = 1 - changed[flip, 2]
+    post.update_voter(2, changed[:, 2])
+    scratch = FairSISA(method).fit(changed, y, group)
+    assert np.allclose(post.predict_proba(changed, group), scratch.predict_proba(changed, group))
+    rows = np.nonzero(rng.random(len(y)) < 0.05)[0]
+    post.forget_rows(rows)
+    keep = np.setdiff1d(np.arange(len(y)), rows)
+    scratch = FairSISA(method).fit(changed[keep], y[keep], group[keep])
+    assert np.allclose(
+        post.predict_proba(changed[keep], group[keep]),
+        scratch.predict_proba(changed[keep], group[keep]),
+    )
+    with pytest.raises(FairnessError, match="voter 7 not in 0..4"):
+        post.update_voter(7, changed[keep, 0])
+
+
+@pytest.mark.parametrize("objective", ["accuracy", "balanced_accuracy"])
+def test_two_group_geometric_solver_equals_the_general_lp(objective: str) -> None:
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        n, levels = int(rng.integers(60, 2000)), int(rng.integers(2, 22))
+        group = (rng.random(n) < rng.uniform(0.1, 0.5)).astype(int)
+        y = (rng.random(n) < rng.uniform(0.25, 0.75) - 0.1 * group).astype(int)
+        spread = rng.uniform(0.5, 1.5) ** group
+        score = np.clip(np.round((levels - 1) * (0.4 * y + 0.6 * rng.random(n) * spread)),
+                        0, levels - 1)
+        grid = np.arange(float(levels))
+        fast = EqualizedOddsPostProcessor(False, grid, objective).fit(score, y, group)
+        general = EqualizedOddsPostProcessor(False, grid, objective, fast=False)
+        general.fit(score, y, group)
+        assert fast.fit_score_ == pytest.approx(general.fit_score_, abs=1e-9)
+        decided = fast.predict_proba(score, group)
+        assert equalized_odds_difference(y, decided, group) < 1e-9
+        measure = accuracy if objective == "accuracy" else balanced_accuracy
+        assert measure(y, decided) == pytest.approx(fast.fit_score_, abs=1e-9)
+
+
+def test_sklearn_shaped_estimator_and_metric_frame() -> None:
+    from sklearn.base import clone
+
+    from llm_modules.fairness.estimator import FairSISAClassifier, metric_frame, tradeoff
+
+    votes, y, group = _votes(n=1500)
+    model = FairSISAClassifier(method="votes", random_state=3)
+    assert model.get_params()["method"] == "votes"
+    assert clone(model).set_params(tolerance=0.05).get_params()["tolerance"] == 0.05
+    model.fit(votes, y, sensitive_features=group)
+    proba = model.predict_proba(votes, sensitive_features=group)
+    assert proba.shape == (1500, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert np.allclose(proba[:, 1], FairSISA("votes").fit(votes, y, group).predict_proba(
+        votes, group))
+    assert set(np.unique(model.predict(votes, sensitive_features=group))) <= {0, 1}
+    frame = metric_frame(y, proba[:, 1], group)
+    assert set(frame["by_group"]) == {"0", "1"}
+    assert frame["difference"]["tpr"] < 1e-7 and frame["difference"]["fpr"] < 1e-7
+    assert frame["overall"]["accuracy"] == pytest.approx(accuracy(y, proba[:, 1]))
+    assert max(frame["difference"]["tpr"], frame["difference"]["fpr"]) == pytest.approx(
+        equalized_odds_difference(y, proba[:, 1], group), abs=1e-12)
+    curves = tradeoff(votes, y, group, votes, y, group, tolerances=(0.0, 0.1),
+                      methods=("votes",))
+    strict, loose = curves["votes"]
+    # A looser bound can only help on the fitting rows, and the gap stays within it.
+    assert loose["accuracy"] >= strict["accuracy"] - 1e-12
+    assert loose["equalized_odds_difference"] <= 0.1 + 1e-9
+
+
+def test_fairness_through_unlearning_refits_exactly(tmp_path: Path) -> None:
+    from server.sisa_fairness import FairnessSetup, run_unlearning
+
+    setup = FairnessSetup(shards=3, slices=2, epochs=1)
+    result = run_unlearning(setup, 0, tmp_path, steps=2, share=0.02, concentrated=True,
+                            single_requests=1)
+    steps = result["sequence"]
+    assert [s["step"] for s in steps] == [0, 1, 2]
+    assert all(s["refit_equals_scratch"] for s in steps[1:])
+    assert steps[2]["forgotten_share"] == pytest.approx(0.04, abs=0.005)
+    assert steps[2]["calibration_rows"] < steps[1]["calibration_rows"] < 250
+    for step in steps:
+        assert set(step["test"]) == {"constituent", "aggregate", "votes"}
+    single = result["single"][0]
+    assert single["retrain_samples"] > 0 and single["refit_update_seconds"]["votes"] > 0

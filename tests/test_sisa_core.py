@@ -11,6 +11,7 @@ import pytest
 from federation.cli import main
 from federation.errors import ProtocolError, Pv4fadError
 from federation.sisa.data import load_dataset
+from federation.sisa.partition import deal_partitions, partition_file, write_shard_partition
 from federation.sisa.shard import ShardSpec, ShardStore
 from server.sisa import LocalTransport, SisaConfig, SisaCoordinator, make_plan
 from server.sisa_cli import parse_ids
@@ -24,7 +25,14 @@ def _test_rows() -> np.ndarray:
 
 
 def _coordinator(root: Path, down: tuple[str, ...] = ()) -> SisaCoordinator:
+    deal_partitions(root, CONFIG)  # the parties' own rows (kept when dealt already)
     return SisaCoordinator(root, LocalTransport(root, CONFIG.clients, down))
+
+
+def _store(root: Path, dataset: str, slices: list[list[int]], shard: int = 0) -> ShardStore:
+    """A host holding only shard `shard`'s rows."""
+    write_shard_partition(root, shard, dataset, [i for s in slices for i in s])
+    return ShardStore(root, shard)
 
 
 def _checkpoint_bytes(root: Path) -> dict[str, bytes]:
@@ -37,10 +45,10 @@ def test_shard_forget_equals_training_without_the_ids(tmp_path: Path, learner: s
     slices = [list(map(int, s)) for s in np.array_split(np.arange(120), 4)]
     gone = [slices[1][5], slices[3][0]]
     spec = ShardSpec("german", learner, 3, 11, 0)
-    store = ShardStore(tmp_path / "a", 0)
+    store = _store(tmp_path / "a", spec.dataset, slices)
     trained = store.train(spec, slices)
     update = store.forget(gone)
-    reference = ShardStore(tmp_path / "b", 0)
+    reference = _store(tmp_path / "b", spec.dataset, slices)
     reference.train(spec, [[i for i in s if i not in gone] for s in slices])
     rows = data.features[500:700]
     assert np.array_equal(store.predict_proba(rows), reference.predict_proba(rows))
@@ -56,10 +64,10 @@ def test_tiny_transformer_shard_forget_is_exact(tmp_path: Path) -> None:
     data = load_dataset("text")
     slices = [list(range(0, 24)), list(range(24, 48))]
     spec = ShardSpec("text", "tiny-bert", 1, 3, 0)
-    store = ShardStore(tmp_path / "a", 0)
+    store = _store(tmp_path / "a", spec.dataset, slices)
     store.train(spec, slices)
     update = store.forget([30])
-    reference = ShardStore(tmp_path / "b", 0)
+    reference = _store(tmp_path / "b", spec.dataset, slices)
     reference.train(spec, [slices[0], [i for i in slices[1] if i != 30]])
     rows = data.features[100:140]
     assert update.first_slice == 2
@@ -149,7 +157,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["sisa", "forget", "--run", str(tmp_path), "--ids", "99999", "--in-process"]) == 2
     assert "not in any shard" in capsys.readouterr().err
     # Every host down: the request is queued and reported, not lost.
-    held = _coordinator(tmp_path).registry["shard_ids"]["0"][:1]
+    held = SisaCoordinator(tmp_path, LocalTransport(tmp_path, 2)).registry["shard_ids"]["0"][:1]
     argv = ["sisa", "forget", "--run", str(tmp_path), "--ids", str(held[0]), "--in-process",
             "--down", "client00,client01", "--json"]
     assert main(argv) == 0
@@ -164,10 +172,10 @@ def test_minilm_shard_forget_is_exact(tmp_path: Path) -> None:
     data = load_dataset("text")
     slices = [list(range(0, 16)), list(range(16, 32))]
     spec = ShardSpec("text", "minilm", 1, 5, 0)
-    store = ShardStore(tmp_path / "a", 0)
+    store = _store(tmp_path / "a", spec.dataset, slices)
     store.train(spec, slices)
     store.forget([20])
-    reference = ShardStore(tmp_path / "b", 0)
+    reference = _store(tmp_path / "b", spec.dataset, slices)
     reference.train(spec, [slices[0], [i for i in slices[1] if i != 20]])
     rows = data.features[100:120]
     assert np.array_equal(store.predict_proba(rows), reference.predict_proba(rows))
@@ -176,6 +184,8 @@ def test_minilm_shard_forget_is_exact(tmp_path: Path) -> None:
 def test_any_sklearn_classifier_by_name(tmp_path: Path) -> None:
     learner = "sklearn:sklearn.naive_bayes.GaussianNB"
     config = SisaConfig(shards=2, slices=2, clients=1, learner=learner)
+    deal_partitions(tmp_path, config)
+    deal_partitions(tmp_path / "ref", config)
     coordinator = SisaCoordinator(tmp_path, LocalTransport(tmp_path, 1))
     coordinator.train(config)
     ids = coordinator.registry["shard_ids"]["0"][:3]
@@ -187,3 +197,66 @@ def test_any_sklearn_classifier_by_name(tmp_path: Path) -> None:
     for bad in ("sklearn:sklearn.naive_bayes.Nope", "sklearn:os.path", "xgboost"):
         with pytest.raises(Pv4fadError, match="learner"):
             SisaConfig(learner=bad).validate()
+
+
+def test_accumulating_learner_counts_each_row_once(tmp_path: Path) -> None:
+    data = load_dataset("german")
+    slices = [list(map(int, s)) for s in np.array_split(np.arange(200), 4)]
+    spec = ShardSpec("german", "sklearn:sklearn.naive_bayes.GaussianNB", 5, 0, 0)
+    store = _store(tmp_path, spec.dataset, slices)
+    update = store.train(spec, slices)
+    model = store._load_checkpoint(4)
+    truth = np.bincount(data.labels[:200], minlength=2)
+    assert model.class_count_.tolist() == truth.tolist()
+    assert update.samples == 200  # each row fed once, not epochs x cumulative
+
+
+def test_each_host_holds_only_its_rows_and_a_forget_reaches_only_the_holder(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    coordinator = _coordinator(run)
+    coordinator.train(CONFIG)
+    registry = coordinator.registry
+    held: dict[str, set[int]] = {}
+    for shard, host in registry["hosts"].items():
+        rows = np.load(partition_file(run / "clients" / host, int(shard)))
+        assert sorted(rows["ids"].tolist()) == registry["shard_ids"][shard]
+        held.setdefault(host, set()).update(rows["ids"].tolist())
+        # No host has a file for a shard it does not host.
+        for other in set(registry["hosts"].values()) - {host}:
+            assert not partition_file(run / "clients" / other, int(shard)).exists()
+    assert held["client00"].isdisjoint(held["client01"])
+    data_files = {p.relative_to(run).as_posix() for p in run.rglob("*.npz")}
+    assert data_files == {
+        "coordinator/calib.npz", "coordinator/test.npz",
+        *(f"clients/{h}/data/shard_{s}.npz" for s, h in registry["hosts"].items()),
+    }
+    # The coordinator's own rows never include a training row.
+    train_ids = held["client00"] | held["client01"]
+    for name in ("calib", "test"):
+        assert train_ids.isdisjoint(coordinator.owned(name).ids.tolist())
+
+    transport = coordinator.transport
+    assert isinstance(transport, LocalTransport)
+    transport.messages.clear()
+    ids = registry["shard_ids"]["1"][:2]  # shard 1 lives on client01
+    coordinator.forget(ids)
+    assert transport.messages == [("client01", "forget", (1, ids))]
+    remaining = np.load(partition_file(run / "clients/client01", 1))["ids"].tolist()
+    assert set(ids).isdisjoint(remaining) and len(remaining) == len(registry["shard_ids"]["1"]) - 2
+
+    # A calibration row is the coordinator's own: deleted there, no host hears of it.
+    transport.messages.clear()
+    calib_id = int(coordinator.owned("calib").ids[0])
+    report = coordinator.forget([calib_id])
+    assert report["calibration_forgotten"] == [calib_id] and report["applied"] == []
+    assert transport.messages == [] and calib_id not in coordinator.owned("calib").ids
+
+
+def test_a_host_trains_only_on_rows_it_holds(tmp_path: Path) -> None:
+    store = _store(tmp_path, "german", [[1, 2, 3], [4, 5, 6]])
+    with pytest.raises(ProtocolError, match=r"does not hold ids \[7\]"):
+        store.train(ShardSpec("german", "sgd", 1, 0, 0), [[1, 2, 3], [4, 5, 7]])
+    with pytest.raises(ProtocolError, match="holds no such rows"):
+        ShardStore(tmp_path, 3).train(ShardSpec("german", "sgd", 1, 0, 3), [[1], [2]])

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from federation.sisa.data import load_dataset
+from federation.sisa.partition import deal_partitions
 from federation.transcript import read_ledger
 from server.sisa import LocalTransport, SisaConfig, SisaCoordinator
 from server.sisa_flower import run_sisa_federation
@@ -20,6 +21,8 @@ def test_forget_over_flower_with_a_host_down(tmp_path: Path) -> None:
     data = load_dataset("german")
     rows = data.features[data.split(CONFIG.split_seed)["test"]]
     run = tmp_path / "run"
+    deal_partitions(run, CONFIG)
+    deal_partitions(tmp_path / "ref", CONFIG)
 
     def train(coordinator: SisaCoordinator) -> dict[str, Any]:
         coordinator.train(CONFIG)

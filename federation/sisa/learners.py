@@ -45,13 +45,21 @@ def int_seed(seed: Seed) -> int:
 
 
 class SklearnLearner:
-    """Any scikit-learn binary classifier. With `partial_fit` it continues training for
-    `epochs` passes over the cumulative slices in a seeded order; without it, each slice
-    refits on the cumulative data (the checkpoint is then the refitted model)."""
+    """Any scikit-learn binary classifier. An iterative one with `partial_fit` (it has a
+    `max_iter`: SGD, MLP) continues training for `epochs` passes over the cumulative slices
+    in a seeded order. One whose `partial_fit` accumulates statistics (naive Bayes: no
+    `max_iter`) is fed each slice's own rows once: re-feeding earlier slices would count
+    them again. Without `partial_fit`, each slice refits on the cumulative data (the
+    checkpoint is the refitted model, so slicing saves nothing for these learners: a forget
+    costs one refit per later slice)."""
 
     def __init__(self, make_estimator: Callable[[int], ClassifierMixin], epochs: int = 5) -> None:
         self.make_estimator = make_estimator
         self.epochs = epochs
+        probe = make_estimator(0)
+        self.accumulates = hasattr(probe, "partial_fit") and "max_iter" not in probe.get_params()
+        # What ShardStore feeds train_slice: slices 1..r, or slice r alone.
+        self.cumulative = not self.accumulates
 
     def initial_state(self, seed: Seed) -> ClassifierMixin:
         return self.make_estimator(int_seed(seed))
@@ -66,6 +74,9 @@ class SklearnLearner:
             model.fit(features, labels)
             return model, len(labels)
         model = copy.deepcopy(state)
+        if self.accumulates:
+            model.partial_fit(features, labels, classes=np.array([0, 1]))
+            return model, len(labels)
         for epoch in range(self.epochs):
             order = np.random.default_rng([*seed, epoch]).permutation(len(labels))
             model.partial_fit(features[order], labels[order], classes=np.array([0, 1]))
@@ -141,3 +152,15 @@ def make_learner(name: str, epochs: int = 5) -> SliceLearner:
 
         return TransformerLearner(name, epochs=epochs)
     raise _unknown_learner(name)
+
+
+def full_retrain_samples(name: str, epochs: int, rows: int) -> int:
+    """Samples one unsharded, unsliced model of this learner processes when trained from
+    scratch on `rows` rows: the baseline a forget is compared with."""
+    if name in TRANSFORMER_LEARNERS:
+        return epochs * rows
+    learner = make_learner(name, epochs)
+    passes = 1 if getattr(learner, "accumulates", False) else epochs
+    if not hasattr(learner.initial_state([0]), "partial_fit"):
+        passes = 1  # a refit sees each row once (its own iterations are not counted)
+    return passes * rows

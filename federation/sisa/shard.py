@@ -1,5 +1,9 @@
-"""One SISA shard as kept by the party that hosts it: its slices, a checkpoint after each
-slice, and the ids it has forgotten, all on that party's disk.
+"""One SISA shard as kept by the party that hosts it: its rows, its slices, a checkpoint
+after each slice, and the ids it has forgotten, all on that party's disk.
+
+The rows are the host's own partition file `<root>/data/shard_<s>.npz` (see
+federation/sisa/partition.py); the host reads no other data. A forget deletes the rows from
+that file as well as retraining without them.
 
 Layout of `<root>/shard_<s>/`: `spec.json` (dataset, learner, epochs, seed), `slices.json`
 (current ids per slice), `forgotten.json`, and `ckpt_<r>.pkl` for r = 0..R (ckpt_0 is the
@@ -17,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from federation.errors import ProtocolError, Pv4fadError
-from federation.sisa.data import load_dataset
 from federation.sisa.learners import SliceLearner, make_learner
+from federation.sisa.partition import OwnedRows, partition_file
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ class ShardStore:
     """A shard's files under `root` and the operations on them."""
 
     def __init__(self, root: Path, shard: int) -> None:
-        self.dir = Path(root) / f"shard_{shard}"
+        self.root = Path(root)
+        self.dir = self.root / f"shard_{shard}"
         self.shard = shard
 
     # -- files ---------------------------------------------------------------
@@ -94,6 +99,10 @@ class ShardStore:
         """Remove `ids` and retrain from the checkpoint before the first slice holding one.
         Ids this shard already forgot are skipped, so a repeated request is harmless."""
         forgotten = set(self._read("forgotten.json"))
+        rows = self.rows()
+        leftover = sorted(forgotten & set(rows.ids.tolist()))
+        if leftover:  # a crash after the checkpoints, before the rows were deleted
+            rows.delete(leftover)
         todo = sorted(set(map(int, ids)) - forgotten)
         slices = self.slices
         held = {i for s in slices for i in s}
@@ -110,19 +119,27 @@ class ShardStore:
         # Recorded only after the checkpoints: a crash mid-way leaves the ids pending.
         self._write("slices.json", kept)
         self._write("forgotten.json", sorted(forgotten | gone))
+        rows.delete(todo)
         return ShardUpdate(self.shard, first, samples, todo)
+
+    def rows(self) -> OwnedRows:
+        """This shard's rows, from the host's own partition file."""
+        return OwnedRows(partition_file(self.root, self.shard))
 
     def _train_from(
         self, first: int, learner: SliceLearner, spec: ShardSpec, slices: list[list[int]]
     ) -> int:
         """Retrain slices first..R from checkpoint first-1; returns samples processed."""
-        data = load_dataset(spec.dataset)
+        rows = self.rows()
         state = self._load_checkpoint(first - 1)
         samples = 0
         for r in range(first, len(slices) + 1):
-            ids = np.array(sorted(i for s in slices[:r] for i in s), dtype=np.int64)
+            # A learner that accumulates statistics takes slice r alone (see learners.py).
+            fed = slices[:r] if getattr(learner, "cumulative", True) else slices[r - 1 : r]
+            ids = np.array(sorted(i for s in fed for i in s), dtype=np.int64)
+            at = rows.positions(ids, f"the host of shard {self.shard}")
             state, used = learner.train_slice(
-                state, data.features[ids], data.labels[ids], [spec.seed, spec.shard, r]
+                state, rows.features[at], rows.labels[at], [spec.seed, spec.shard, r]
             )
             samples += used
             self._save_checkpoint(r, state)

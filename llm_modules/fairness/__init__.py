@@ -1,6 +1,11 @@
 """Fairness post-processing: Hardt et al. (2016) equalized odds, and FairSISA for ensembles."""
 
-from llm_modules.fairness.equalized_odds import EqualizedOddsPostProcessor, FairnessError
+from llm_modules.fairness.equalized_odds import (
+    EmptyCellWarning,
+    EqualizedOddsPostProcessor,
+    FairnessError,
+)
+from llm_modules.fairness.estimator import FairSISAClassifier, metric_frame
 from llm_modules.fairness.fairsisa import FAIRSISA_METHODS, FairSISA
 from llm_modules.fairness.metrics import (
     accuracy,
@@ -13,6 +18,9 @@ from llm_modules.fairness.metrics import (
 
 __all__ = [
     "FAIRSISA_METHODS",
+    "EmptyCellWarning",
+    "FairSISAClassifier",
+    "metric_frame",
     "EqualizedOddsPostProcessor",
     "FairSISA",
     "FairnessError",

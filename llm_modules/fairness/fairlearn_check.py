@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from llm_modules.fairness.equalized_odds import FairnessError
+
 
 class ScorePassthrough(ClassifierMixin, BaseEstimator):
     """A 'model' whose prediction is its one input column: lets fairlearn post-process
@@ -41,7 +43,21 @@ class FairlearnEqualizedOdds:
         return self
 
     def predict_proba(self, scores: np.ndarray, group: np.ndarray) -> np.ndarray:
-        column = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
-        # fairlearn exposes the randomised decision's distribution only privately.
-        pmf = self.optimizer_._pmf_predict(column, sensitive_features=np.asarray(group))
-        return pmf[:, 1]
+        """P(decision = 1) from the fitted public `interpolation_dict`: per group, with
+        probability p0 threshold operation0, with p1 operation1, and (when present) with
+        p_ignore the constant prediction instead."""
+        values = np.asarray(scores, dtype=np.float64)
+        group = np.asarray(group)
+        proba = np.full(len(values), np.nan)
+        rules = self.optimizer_.interpolated_thresholder_.interpolation_dict
+        for key, rule in rules.items():
+            member = np.array([str(g) == str(key) for g in group.tolist()], dtype=bool)
+            mixed = rule.p0 * np.asarray(rule.operation0(values), dtype=np.float64)
+            mixed = mixed + rule.p1 * np.asarray(rule.operation1(values), dtype=np.float64)
+            if "p_ignore" in rule:
+                mixed = rule.p_ignore * rule.prediction_constant + (1 - rule.p_ignore) * mixed
+            proba[member] = mixed[member]
+        if np.isnan(proba).any():
+            unknown = sorted(set(group[np.isnan(proba)].tolist()))
+            raise FairnessError(f"fairlearn reference: groups {unknown} were not seen in fit")
+        return proba

@@ -4,7 +4,28 @@ Three ways, all fitted with `fit(votes, y, group)` on held-out rows:
 - "constituent" (a): post-process each constituent's vote, then take the strict majority
   of the post-processed (randomised) votes;
 - "aggregate" (b): post-process the ensemble's majority vote;
-- "votes" (c): post-process the number of positive votes (levels 0..M) per group.
+- "votes" (c): post-process the number of positive votes (levels 0..M) per group;
+- "pattern": post-process the joint vote pattern (each distinct pattern seen in fitting is a
+  level). It is the optimal one of all, since the others are functions of the pattern, but
+  it has up to 2^M cells, so it only pays when the fitting data cover the patterns; a
+  pattern never seen in fitting takes the decision of its nearest seen patterns (Hamming
+  distance) and warns.
+(c) allows any map from the count to a decision by default (`monotone=None`: a
+non-monotone map is a valid derived predictor, and the LP is tiny); (a) and (b) use
+randomised thresholds, as fairlearn's ThresholdOptimizer does.
+
+Every (group, level) cell is decided, also those with no fitting rows (see
+equalized_odds.py: nearest seen level by default, with a warning when a row lands there).
+
+Excluded shards: when only some voters answer (a host is down, a deletion is queued),
+`predict_proba(votes, group, voters=[...])` names the columns' voters. (a) keeps the fitted
+post-processors of those voters and takes their majority; (b) and (c) refit on the
+fitting votes of those voters only (the count now runs over fewer voters), cached per set.
+
+After a forget, one shard's model changes: `update_voter(m, new_votes)` replaces voter m's
+votes on the fitting rows and updates only the cells of the rows whose vote changed;
+`forget_rows(mask)` deletes fitting rows (a calibration row whose owner asked to be
+forgotten). Both re-solve the LP from the updated cell counts.
 (b) is the special case of (c) whose map depends only on whether the count is a majority,
 so (c)'s LP optimum is never worse on the fitting data. (a) is a function of the full vote
 pattern; it is a special case of (c) when the constituents are exchangeable, which SISA
@@ -13,12 +34,20 @@ shards (same learner, i.i.d. shards) are in distribution but not exactly.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
+
 import numpy as np
 
-from llm_modules.fairness.equalized_odds import EqualizedOddsPostProcessor, FairnessError
+from llm_modules.fairness.equalized_odds import (
+    EmptyCellWarning,
+    EqualizedOddsPostProcessor,
+    FairnessError,
+    check_inputs,
+)
 from llm_modules.fairness.metrics import accuracy
 
-FAIRSISA_METHODS = ("constituent", "aggregate", "votes")
+FAIRSISA_METHODS = ("constituent", "aggregate", "votes", "pattern")
 
 
 def as_votes(votes_or_scores: np.ndarray) -> np.ndarray:
@@ -56,11 +85,23 @@ class FairSISA:
     (P(decision = 1), exact), `predict` (one randomised draw), `score` (expected accuracy)."""
 
     def __init__(
-        self, method: str = "votes", monotone: bool = True, objective: str = "accuracy"
+        self,
+        method: str = "votes",
+        monotone: bool | None = None,
+        objective: str = "accuracy",
+        fill: str = "nearest",
+        tolerance: float = 0.0,
     ) -> None:
         self.method = method
         self.monotone = monotone
         self.objective = objective
+        self.fill = fill
+        self.tolerance = tolerance
+
+    def _monotone(self) -> bool:
+        if self.monotone is not None:
+            return self.monotone
+        return self.method in ("constituent", "aggregate")
 
     def _outputs(self, votes: np.ndarray) -> list[np.ndarray]:
         """What each post-processor sees: each vote (a), the majority (b), the count (c)."""
@@ -68,7 +109,31 @@ class FairSISA:
             return [votes[:, m] for m in range(votes.shape[1])]
         if self.method == "aggregate":
             return [majority(votes)]
+        if self.method == "pattern":
+            return [self._pattern_level(votes)]
         return [votes.sum(axis=1)]
+
+    def _levels(self, n_voters: int) -> np.ndarray:
+        if self.method == "votes":
+            return np.arange(n_voters + 1, dtype=np.float64)
+        if self.method == "pattern":
+            return np.arange(len(self.patterns_), dtype=np.float64)
+        return np.array([0.0, 1.0])
+
+    def _pattern_level(self, votes: np.ndarray) -> np.ndarray:
+        """Index of each row's pattern among the fitted ones; an unseen pattern gets a
+        fractional index only as a marker (mapped to its nearest seen patterns later)."""
+        found = {tuple(p): k for k, p in enumerate(self.patterns_.tolist())}
+        return np.array([found.get(tuple(row), -1) for row in votes.tolist()], dtype=np.float64)
+
+    def _fit_posts(self, votes: np.ndarray) -> list[EqualizedOddsPostProcessor]:
+        levels = self._levels(votes.shape[1])
+        return [
+            EqualizedOddsPostProcessor(
+                self._monotone(), levels, self.objective, self.fill, self.tolerance
+            ).fit(output, self.y_, self.group_)
+            for output in self._outputs(votes)
+        ]
 
     def fit(self, votes_or_scores: np.ndarray, y: np.ndarray, group: np.ndarray) -> FairSISA:
         if self.method not in FAIRSISA_METHODS:
@@ -76,36 +141,177 @@ class FairSISA:
                 f"FairSISA method {self.method!r}: expected one of {', '.join(FAIRSISA_METHODS)}"
             )
         votes = as_votes(votes_or_scores)
+        _, labels, group = check_inputs(votes[:, 0], y, group, "FairSISA fit")
         self.n_voters_ = votes.shape[1]
-        top = self.n_voters_ if self.method == "votes" else 1
-        levels = np.arange(top + 1, dtype=np.float64)
-        self.post_ = [
-            EqualizedOddsPostProcessor(self.monotone, levels, self.objective).fit(output, y, group)
-            for output in self._outputs(votes)
-        ]
+        # The fitting rows stay with the estimator: an excluded shard or a forget refits on them.
+        # Column-major: a forget replaces one voter's column.
+        self.votes_ = np.asfortranarray(votes.astype(np.int8))
+        self.y_, self.group_ = np.asarray(labels), group
+        if self.method == "pattern":
+            self.patterns_ = np.unique(votes, axis=0)
+        self.post_ = self._fit_posts(votes)
+        self.g_index_ = self.post_[0]._group_index(group)
+        self._reduced: dict[tuple[int, ...], list[EqualizedOddsPostProcessor]] = {}
         return self
 
-    def _decision_proba(self, votes_or_scores: np.ndarray, group: np.ndarray) -> np.ndarray:
+    # -- after a forget -------------------------------------------------------------
+    def update_voter(self, voter: int, new_votes: np.ndarray) -> FairSISA:
+        """Voter `voter` now votes `new_votes` on the fitting rows (its shard retrained after
+        a forget). Only the rows whose vote changed move between cells."""
+        if not 0 <= voter < self.n_voters_:
+            raise FairnessError(f"FairSISA update: voter {voter} not in 0..{self.n_voters_ - 1}")
+        values = np.asarray(new_votes)
+        if values.shape != (len(self.y_),):
+            raise FairnessError(
+                f"FairSISA update: expected {len(self.y_)} votes (one per fitting row), got "
+                f"shape {values.shape}"
+            )
+        if values.dtype.kind == "f" and (np.isnan(values).any() or (values < 0).any()
+                                         or (values > 1).any()):
+            raise FairnessError("FairSISA update: votes must be 0/1 and scores in [0, 1]")
+        new = values >= 0.5
+        changed = np.flatnonzero(new != self.votes_[:, voter].astype(bool))
+        if self.method == "pattern":
+            self.votes_[:, voter] = new
+            self.patterns_ = np.unique(self.votes_, axis=0)
+            self.post_ = self._fit_posts(self.votes_)
+        elif len(changed):
+            # Only the changed rows move: one cell out, one cell in, then one re-solve.
+            old_rows = self.votes_[changed]
+            self.votes_[changed, voter] = new[changed]
+            new_rows = self.votes_[changed]
+            index = voter if self.method == "constituent" else 0
+            post = self.post_[index]
+            old_out, new_out = self._outputs(old_rows)[index], self._outputs(new_rows)[index]
+            y, g = self.y_[changed], self.g_index_[changed]
+            np.add.at(post.counts_, (g, post._level_index(old_out), y), -1.0)
+            np.add.at(post.counts_, (g, post._level_index(new_out), y), 1.0)
+            post._refit()
+        self._reduced = {}
+        return self
+
+    def forget_rows(self, rows: np.ndarray) -> FairSISA:
+        """Delete fitting rows (boolean mask or indices) from every post-processor."""
+        mask = np.zeros(len(self.y_), dtype=bool)
+        mask[np.asarray(rows)] = True
+        gone = self.votes_[mask]
+        if self.method == "pattern":
+            keep = ~mask
+            self.votes_, self.y_, self.group_ = self.votes_[keep], self.y_[keep], self.group_[keep]
+            self.patterns_ = np.unique(self.votes_, axis=0)
+            self.post_ = self._fit_posts(self.votes_)
+        else:
+            outputs = self._outputs(gone)
+            for post, out in zip(self.post_, outputs, strict=True):
+                post.update_counts(out, self.y_[mask], self.group_[mask], -1.0)
+            keep = ~mask
+            self.votes_, self.y_, self.group_ = self.votes_[keep], self.y_[keep], self.group_[keep]
+        self.votes_ = np.asfortranarray(self.votes_)
+        self.g_index_ = self.post_[0]._group_index(self.group_)
+        self._reduced = {}
+        return self
+
+    # -- prediction -----------------------------------------------------------------
+    def _posts_for(self, voters: tuple[int, ...] | None) -> list[EqualizedOddsPostProcessor]:
+        if voters is None or voters == tuple(range(self.n_voters_)):
+            return self.post_
+        if self.method == "constituent":
+            return [self.post_[m] for m in voters]
+        if voters not in self._reduced:
+            reduced = FairSISA(
+                self.method, self.monotone, self.objective, self.fill, self.tolerance
+            )
+            self._reduced[voters] = reduced.fit(
+                self.votes_[:, list(voters)], self.y_, self.group_
+            ).post_
+            if self.method == "pattern":
+                self._reduced_patterns = reduced.patterns_
+        return self._reduced[voters]
+
+    def _decision_proba(
+        self, votes_or_scores: np.ndarray, group: np.ndarray, voters: Sequence[int] | None
+    ) -> np.ndarray:
         """P(decision = 1) of each post-processor (rows x post-processors)."""
         votes = as_votes(votes_or_scores)
-        if votes.shape[1] != self.n_voters_:
+        chosen = None if voters is None else tuple(int(v) for v in voters)
+        if chosen is None and votes.shape[1] != self.n_voters_:
             raise FairnessError(
-                f"FairSISA predict: fitted on {self.n_voters_} voters, got {votes.shape[1]}"
+                f"FairSISA predict: fitted on {self.n_voters_} voters, got {votes.shape[1]}; "
+                "name the answering voters with voters=[...] to predict without the others"
             )
-        pairs = zip(self.post_, self._outputs(votes), strict=True)
+        if chosen is not None:
+            if len(chosen) != votes.shape[1] or len(set(chosen)) != len(chosen):
+                raise FairnessError(
+                    f"FairSISA predict: voters={list(chosen)} must name each of the "
+                    f"{votes.shape[1]} vote columns once"
+                )
+            if not all(0 <= v < self.n_voters_ for v in chosen) or not chosen:
+                raise FairnessError(
+                    f"FairSISA predict: voters={list(chosen)} must lie in 0..{self.n_voters_ - 1}"
+                )
+        posts = self._posts_for(chosen)
+        if self.method == "pattern":
+            patterns = (
+                self.patterns_ if chosen in (None, tuple(range(self.n_voters_)))
+                else self._reduced_patterns
+            )
+            return self._pattern_proba(posts[0], patterns, votes, group)[:, None]
+        outputs = self._outputs(votes)
+        pairs = zip(posts, outputs, strict=True)
         return np.stack([post.predict_proba(out, group) for post, out in pairs], axis=1)
 
-    def predict_proba(self, votes_or_scores: np.ndarray, group: np.ndarray) -> np.ndarray:
-        each = self._decision_proba(votes_or_scores, group)
+    def _pattern_proba(
+        self, post: EqualizedOddsPostProcessor, patterns: np.ndarray, votes: np.ndarray,
+        group: np.ndarray,
+    ) -> np.ndarray:
+        """Seen patterns use their cell; an unseen one the mean of its nearest seen patterns
+        (Hamming distance) in the same group, with a warning."""
+        found = {tuple(p): k for k, p in enumerate(patterns.tolist())}
+        index = np.array([found.get(tuple(row), -1) for row in votes.tolist()])
+        proba = np.zeros(len(votes))
+        seen = index >= 0
+        if seen.any():
+            proba[seen] = post.predict_proba(index[seen].astype(np.float64), group[seen])
+        if (~seen).any():
+            warnings.warn(
+                f"FairSISA pattern: {int((~seen).sum())} rows have a vote pattern not seen in "
+                "fit; decided by the nearest seen patterns",
+                EmptyCellWarning,
+                stacklevel=3,
+            )
+            unseen_groups = np.asarray(group)[~seen]
+            if not np.isin(unseen_groups, post.groups_).all():
+                raise FairnessError(
+                    f"FairSISA predict: groups {sorted(set(unseen_groups.tolist()))} include "
+                    f"one not seen in fit (known: {post.groups_.tolist()})"
+                )
+            g_index = post._group_index(unseen_groups)
+            rows = np.nonzero(~seen)[0]
+            for start in range(0, len(rows), 2048):  # Hamming distances in blocks
+                block = votes[rows[start : start + 2048]].astype(np.float64)
+                agree = block @ patterns.T + (1 - block) @ (1 - patterns).T
+                nearest = agree == agree.max(axis=1, keepdims=True)
+                values = post.p_[g_index[start : start + 2048]]
+                proba[rows[start : start + 2048]] = (nearest * values).sum(1) / nearest.sum(1)
+        return proba
+
+    def predict_proba(
+        self, votes_or_scores: np.ndarray, group: np.ndarray, voters: Sequence[int] | None = None
+    ) -> np.ndarray:
+        each = self._decision_proba(votes_or_scores, group, voters)
         return majority_probability(each) if self.method == "constituent" else each[:, 0]
 
     def predict(
-        self, votes_or_scores: np.ndarray, group: np.ndarray, random_state: int | None = None
+        self, votes_or_scores: np.ndarray, group: np.ndarray, random_state: int | None = None,
+        voters: Sequence[int] | None = None,
     ) -> np.ndarray:
-        each = self._decision_proba(votes_or_scores, group)
+        each = self._decision_proba(votes_or_scores, group, voters)
         drawn = (np.random.default_rng(random_state).random(each.shape) < each).astype(np.int64)
         return majority(drawn) if self.method == "constituent" else drawn[:, 0]
 
-    def score(self, votes_or_scores: np.ndarray, y: np.ndarray, group: np.ndarray) -> float:
+    def score(
+        self, votes_or_scores: np.ndarray, y: np.ndarray, group: np.ndarray,
+        voters: Sequence[int] | None = None,
+    ) -> float:
         """Expected accuracy of the randomised decisions."""
-        return accuracy(y, self.predict_proba(votes_or_scores, group))
+        return accuracy(y, self.predict_proba(votes_or_scores, group, voters))

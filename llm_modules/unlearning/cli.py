@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from federation.cli import emit, progress
 from federation.errors import Pv4fadError
@@ -45,6 +46,9 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--holdout", help="never-trained facts (for MIA / privleak)")
     evaluate.add_argument("--world", help="general-knowledge facts (for model utility)")
     evaluate.add_argument("--retain-model", help="retain-only model (forget quality, privleak)")
+    evaluate.add_argument("--scores-out", type=Path,
+                          help="write the per-fact membership scores (min-k%%) of the forget "
+                               "and holdout sets to DIR/mia_scores.json, for `pv4fad audit DIR`")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -105,10 +109,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.retain_model:
         retain_model, retain_tokenizer = load_causal_lm(args.retain_model)
         reference = score_splits(retain_model, retain_tokenizer, splits)
-    metrics = report(score_splits(model, tokenizer, splits), reference)
+    scores = score_splits(model, tokenizer, splits)
+    metrics = report(scores, reference)
+    if args.scores_out is not None:
+        _write_mia_scores(args.scores_out, scores, reference)
     human = "\n".join(f"{name:32s} {value:.4f}" for name, value in metrics.items())
     emit({"model": args.model, "metrics": metrics}, args.json, human)
     return 0
+
+
+def _write_mia_scores(out: Path, scores: Any, reference: Any) -> None:
+    """Forget (members) and holdout (non-members) min-k% scores of the model and, when
+    given, of the retain-only model: what the audit's privleak reads."""
+    import json
+
+    if "holdout" not in scores:
+        raise Pv4fadError("eval-unlearning: --scores-out needs --holdout (the non-members)")
+
+    def pick(s: Any) -> dict[str, list[float]]:
+        return {"forget": list(s["forget"].min_k), "holdout": list(s["holdout"].min_k)}
+
+    data = {"score": "min-k% log-probability (higher: more member-like)",
+            "model": pick(scores)}
+    if reference is not None:
+        data["retain_model"] = pick(reference)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mia_scores.json").write_text(json.dumps(data))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
