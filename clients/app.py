@@ -37,7 +37,7 @@ def build_client_app(layout: Mapping[int, Mapping[str, Any]] | None = None) -> C
 def _handler(phase: str, layout: Mapping[int, Mapping[str, Any]] | None) -> Handler:
     def handle(msg: Message, context: Context) -> Message:
         node_config = (layout[int(context.node_config["partition-id"])] if layout is not None
-                       else context.node_config)
+                       else _node_config(context))
         settings = NodeSettings.from_node_config(node_config)
         envelope = Envelope.from_message(msg)
         try:
@@ -51,6 +51,26 @@ def _handler(phase: str, layout: Mapping[int, Mapping[str, Any]] | None) -> Hand
         return Message(out.to_record(), reply_to=msg)
 
     return handle
+
+
+def _node_config(context: Context) -> Mapping[str, Any]:
+    """A deployed SuperNode's own node config; or, for a SuperNode simulated by `flwr run`
+    against a simulation SuperLink (which knows only its partition id), its entry in the
+    layout the ServerApp wrote to RUN_DIR/parties/layout.json before the first message."""
+    cfg = context.node_config
+    if "role" in cfg or "partition-id" not in cfg:
+        return cfg
+    import json
+    from pathlib import Path
+
+    from federation.simulate import LAYOUT_FILE
+
+    path = Path(str(context.run_config["run-dir"])) / "parties" / LAYOUT_FILE
+    try:
+        return json.loads(path.read_text())[str(int(cfg["partition-id"]))]
+    except (OSError, KeyError, ValueError) as exc:
+        raise Pv4fadError(f"simulated SuperNode {cfg['partition-id']}: no settings in {path} "
+                          f"({exc}); is the run config's simulation = true?") from None
 
 
 def _injected_fault(settings: NodeSettings, phase: str, timeout_s: float) -> None:

@@ -142,13 +142,19 @@ class PrivacyAccountant:
         return max(self.epsilon(delta, s) for s in subjects)
 
 
+def _check_target(what: str, epsilon: float, delta: float, compositions: int) -> None:
+    # An infinite epsilon would send the root finder off to a bracket it cannot find.
+    if not (0 < epsilon < float("inf")) or not 0 < delta < 1 or compositions < 1:
+        raise Pv4fadError(f"{what}: need a finite epsilon > 0, 0 < delta < 1 and compositions "
+                          f">= 1, got epsilon {epsilon}, delta {delta}, compositions "
+                          f"{compositions}")
+
+
 def calibrate_gaussian_sigma(
     epsilon: float, delta: float, sensitivity: float = 1.0, compositions: int = 1
 ) -> float:
     """Smallest sigma whose `compositions`-fold Gaussian mechanism meets (epsilon, delta)."""
-    if epsilon <= 0 or not 0 < delta < 1 or compositions < 1:
-        raise Pv4fadError("calibrate_gaussian_sigma: need epsilon > 0, 0 < delta < 1, "
-                          "compositions >= 1")
+    _check_target("calibrate_gaussian_sigma", epsilon, delta, compositions)
     multiplier = dp_accounting.calibrate_dp_mechanism(
         lambda: rdp_lib.RdpAccountant(neighboring_relation=_REL),
         lambda z: dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(z), compositions),
@@ -163,9 +169,7 @@ def calibrate_skellam_variance(
     l1_sensitivity: float | None = None,
 ) -> float:
     """Smallest Skellam variance whose `compositions`-fold release meets (epsilon, delta)."""
-    if epsilon <= 0 or not 0 < delta < 1 or compositions < 1:
-        raise Pv4fadError("calibrate_skellam_variance: need epsilon > 0, 0 < delta < 1, "
-                          "compositions >= 1")
+    _check_target("calibrate_skellam_variance", epsilon, delta, compositions)
     orders = np.array(rdp_lib.DEFAULT_RDP_ORDERS, dtype=np.float64)
     l1 = l1_sensitivity or sensitivity**2
 

@@ -5,8 +5,13 @@
 # second run on the saved state, the test stage. Everything listens on 127.0.0.1 only;
 # every process started here is stopped on exit, and each wait is bounded.
 #
-#   deploy/run_local.sh [--insecure] [--data DIR] [--scenario NAME] [--stages LIST]
-#                       [--timeout SECONDS] OUT_DIR
+#   deploy/run_local.sh [--insecure] [--data DIR] [--scenario NAME] [--stage all|train|test]
+#                       [--phase-timeout SECONDS] [--deadline SECONDS] [--out] OUT_DIR
+#
+# The options mean what they mean for `pv4fad simulate`: --stage, --phase-timeout (seconds a
+# party may take per phase, default 900) and --out; --deadline bounds the whole script
+# (default 900 s). Old spellings, accepted with a warning: --stages LIST, --timeout
+# SECONDS (the whole script's limit, now --deadline).
 #
 # Default: TLS on the SuperLink (deploy/gen-certs.sh) and SuperNode authentication
 # (deploy/gen-node-key.sh + `flwr supernode register`); --insecure switches both off.
@@ -23,21 +28,34 @@ usage() {
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${PV4FAD_VENV:-$repo/.venv}
-insecure=0 data="" scenario="" stages="train,test" timeout_s=900 out=""
+insecure=0 data="" scenario="" stages="train,test" timeout_s=900 phase_timeout=900 out=""
+renamed() { echo "run_local.sh: warning: $1 is now spelled $2; the old spelling will be removed in a later release" >&2; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --insecure) insecure=1; shift ;;
         --data) data=${2:?--data needs a directory}; shift 2 ;;
         --scenario) scenario=${2:?--scenario needs a name}; shift 2 ;;
-        --stages) stages=${2:?--stages needs a list like train,test}; shift 2 ;;
-        --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
+        --stage)
+            case ${2:?--stage needs all, train or test} in
+                all) stages="train,test" ;;
+                train|test) stages=$2 ;;
+                *) echo "run_local.sh: --stage must be all, train or test, not $2" >&2; exit 2 ;;
+            esac
+            shift 2 ;;
+        --stages) renamed --stages "--stage all|train|test"; stages=${2:?--stages needs a list like train,test}; shift 2 ;;
+        --phase-timeout) phase_timeout=${2:?--phase-timeout needs seconds}; shift 2 ;;
+        --deadline) timeout_s=${2:?--deadline needs seconds}; shift 2 ;;
+        --timeout) renamed "--timeout (the whole script's limit)" --deadline
+                   timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
+        --out) [[ -z $out ]] || usage; out=${2:?--out needs a directory}; shift 2 ;;
         -h|--help) usage ;;
         -*) echo "run_local.sh: unknown option $1" >&2; usage ;;
         *) [[ -z $out ]] || usage; out=$1; shift ;;
     esac
 done
 [[ -n $out ]] || usage
-[[ $timeout_s =~ ^[0-9]+$ ]] || { echo "run_local.sh: --timeout must be whole seconds" >&2; exit 2; }
+[[ $timeout_s =~ ^[0-9]+$ ]] || { echo "run_local.sh: --deadline must be whole seconds" >&2; exit 2; }
+[[ $phase_timeout =~ ^[0-9]+$ ]] || { echo "run_local.sh: --phase-timeout must be whole seconds" >&2; exit 2; }
 [[ -z $data || -d $data ]] || { echo "run_local.sh: --data $data is not a directory" >&2; exit 2; }
 [[ -x $venv/bin/flwr ]] || { echo "run_local.sh: no flwr in $venv/bin (run make setup)" >&2; exit 2; }
 if [[ -e $out && -n $(ls -A "$out" 2>/dev/null) ]]; then
@@ -122,6 +140,13 @@ if "swift" not in ids:
 print(scenario, ",".join(["swift"] + [i for i in ids if i != "swift"]))
 PY
 )
+# Every party's files checked before any process starts: bad data is one line, here, and
+# not a ServerApp traceback with the cause in a SuperNode's log.
+if ! check=$("$venv/bin/pv4fad" data validate --data "$data" --scenario "$scenario" 2>&1 \
+        >/dev/null); then
+    echo "run_local.sh: ${check##*$'\n'}" >&2
+    exit 2
+fi
 IFS=, read -r -a party_ids <<< "$parties"
 n_parties=${#party_ids[@]}
 say "scenario $scenario: parties ${party_ids[*]}"
@@ -204,8 +229,14 @@ IFS=, read -r -a stage_list <<< "$stages"
 for stage in "${stage_list[@]}"; do
     say "submitting the $stage run"
     started=$SECONDS
-    submitted=$(cd "$repo" && flwr_op run . pv4fad --format json --run-config \
-        "num-parties=$n_parties run-dir=\"$out/run\" stages=\"$stage\"")
+    # In the background and waited for, so that an interrupt is handled at once (bash runs
+    # a trap only after the foreground command it is waiting for has finished).
+    (cd "$repo" && flwr_op run . pv4fad --format json --run-config \
+        "num-parties=$n_parties run-dir=\"$out/run\" stages=\"$stage\" timeout-s=$phase_timeout") \
+        > "$out/logs/submit-$stage.json" &
+    pids+=("$!")
+    wait "$!"
+    submitted=$(cat "$out/logs/submit-$stage.json")
     run_id=$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["run-id"])' "$submitted")
     run_ids+=("$run_id")
     status=""
@@ -224,10 +255,11 @@ for stage in "${stage_list[@]}"; do
     flwr_op log "$run_id" pv4fad --show > "$out/logs/run-$stage.log" 2>&1 || true
     say "run $run_id ($stage): $status after $((SECONDS - started)) s"
     if [[ $status != finished:completed ]]; then
-        tail -n 25 "$out/logs/run-$stage.log" >&2
-        grep -h -A3 "ERROR" "$out"/logs/supernode-*.log 2>/dev/null | tail -n 25 >&2 || true
+        # The coordinator's one-line cause, not Flower's traceback around it.
+        cause=$(grep -h -o "pv4fad: error: .*" "$out/logs/run-$stage.log" 2>/dev/null | tail -n 1)
         say "logs in $out/logs"
-        exit 1
+        say "run $run_id ($stage) failed: ${cause:-no cause logged by the coordinator; see $out/logs/run-$stage.log}"
+        exit 3
     fi
 done
 

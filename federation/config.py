@@ -10,9 +10,16 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from federation.errors import Pv4fadError
-from federation.features import REPORTED_STATUSES
 
 INFERENCE_MODES = ("scores", "labels")
+# What a bank can say about a beneficiary; index 0 is "ok" (exists, details match, flag 00).
+STATUS_NAMES: tuple[str, ...] = ("ok", "missing", "mismatch", "flag_watch", "flag_block")
+# What a bank reports in the protocol: the full status, or only whether anything is wrong.
+# Fewer values mean randomized response at the same epsilon misreports fewer rows.
+# (Here rather than in federation.features so that reading the configuration needs no
+# pandas.)
+REPORTED_STATUSES: dict[str, tuple[str, ...]] = {"full": STATUS_NAMES,
+                                                 "coarse": ("ok", "not_ok")}
 
 
 @dataclass(frozen=True)
@@ -50,12 +57,17 @@ class ProtocolConfig:
     label_threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        if not self.epsilon > 0:
-            raise Pv4fadError(f"--epsilon must be > 0, got {self.epsilon}")
+        if not (self.epsilon > 0 and math.isfinite(self.epsilon)):
+            raise Pv4fadError(f"--epsilon must be a finite number > 0, got {self.epsilon}")
         if not 0 < self.delta < 1:
             raise Pv4fadError(f"--delta must be in (0, 1), got {self.delta}")
-        if self.inference_epsilon is not None and not self.inference_epsilon > 0:
-            raise Pv4fadError(f"--inference-epsilon must be > 0, got {self.inference_epsilon}")
+        if self.inference_epsilon is not None and not (
+                self.inference_epsilon > 0 and math.isfinite(self.inference_epsilon)):
+            raise Pv4fadError(f"--inference-epsilon must be a finite number > 0 (or none), "
+                              f"got {self.inference_epsilon}")
+        if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
+            raise Pv4fadError(f"--timeout must be a finite number of seconds > 0, "
+                              f"got {self.timeout_s}")
         if not 0 <= self.cell_depth <= 3 or self.max_rows_per_account < 1:
             raise Pv4fadError(f"--cell-depth must be in 0..3 and --max-rows-per-account >= 1, "
                               f"got {self.cell_depth} and {self.max_rows_per_account}")
@@ -87,7 +99,14 @@ class ProtocolConfig:
     def from_record(cls, record: dict[str, Any]) -> ProtocolConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in record.items() if k in known}
-        if values.get("inference_epsilon", None) is not None and values["inference_epsilon"] < 0:
+        # Output privacy off: "none", as on the command line (a run config may also say
+        # so with a negative number, the form Flower's records carry it in).
+        off = values.get("inference_epsilon", None)
+        if isinstance(off, str) and off.strip().lower() == "none":
+            values["inference_epsilon"] = None
+        elif isinstance(off, str):
+            raise Pv4fadError(f"inference-epsilon must be a number or \"none\", got {off!r}")
+        elif off is not None and off < 0:
             values["inference_epsilon"] = None
         return cls(**values)
 

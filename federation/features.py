@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from federation.config import REPORTED_STATUSES, STATUS_NAMES  # noqa: F401  (re-exported)
+
 # Query columns of a transaction, and the matching account-record columns.
 IDENTITY_COLUMNS: tuple[str, ...] = (
     "BeneficiaryAccount",
@@ -21,12 +23,8 @@ IDENTITY_COLUMNS: tuple[str, ...] = (
     "BeneficiaryCountryCityZip",
 )
 ACCOUNT_IDENTITY: tuple[str, ...] = ("Account", "Name", "Street", "CountryCityZip")
-# What a bank can say about a beneficiary; index 0 is "ok" (exists, details match, flag 00).
-STATUS_NAMES: tuple[str, ...] = ("ok", "missing", "mismatch", "flag_watch", "flag_block")
-# What a bank reports in the protocol: the full status, or only whether anything is wrong.
-# Fewer values mean randomized response at the same epsilon misreports fewer rows.
-REPORTED_STATUSES: dict[str, tuple[str, ...]] = {"full": STATUS_NAMES,
-                                                 "coarse": ("ok", "not_ok")}
+# STATUS_NAMES (what a bank can say about a beneficiary) and REPORTED_STATUSES (what it
+# reports in the protocol) live with the run configuration (imported above).
 # Flags under which an account cannot legitimately receive a payment.
 BLOCK_FLAGS: frozenset[str] = frozenset({"01", "06", "07", "09"})
 FEATURE_NAMES: tuple[str, ...] = (

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from typing import TYPE_CHECKING, Any
 
 from federation.data.schema import PNS_CLIENT_ID as PNS_ID  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from flwr.app import Message, RecordDict
 
 COORDINATOR = "coordinator"
 
@@ -54,6 +54,11 @@ class Envelope:
         return sum(_size(v) for v in self.public.values())
 
     def to_record(self) -> RecordDict:
+        # Flower is imported here, not at module level: the CLI reads PHASES and PNS_ID
+        # from this module to build its parser, and `--help` must not wait for Flower.
+        import numpy as np
+        from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
         arrays = ArrayRecord(
             {k: Array(np.frombuffer(v, dtype=np.uint8)) for k, v in self.sealed.items()}
         )

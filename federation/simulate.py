@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from federation.audit import privacy_checks, traffic
-from federation.config import INFERENCE_MODES, ProtocolConfig
+from federation.config import INFERENCE_MODES, REPORTED_STATUSES, ProtocolConfig
 from federation.errors import Pv4fadError
-from federation.features import REPORTED_STATUSES
-from federation.messages import COORDINATOR, PNS_ID
+from federation.messages import COORDINATOR, PHASES, PNS_ID
 from federation.policy import PrivacyPolicy
 from federation.transcript import (
     SIGNING_KEY_FILE,
@@ -45,17 +44,64 @@ def simulate(
     faults: dict[str, str] | None = None,
     bank_policy: PrivacyPolicy | None = None,
     verbose: bool = False,
+    pr_curve: bool = False,
 ) -> dict[str, Any]:
-    """Run the given stages; returns the summary (also written to RUN_DIR/summary.json)."""
+    """Run the given stages; returns the summary (also written to RUN_DIR/summary.json).
+    With `pr_curve`, a test stage on labelled data also writes RUN_DIR/pr_curve.png."""
     from clients.app import build_client_app
-    from clients.party import NodeSettings
     from federation.cli import progress
     from federation.simulation import run_federation
-    from server.coordinator import Coordinator
 
-    run_dir = Path(run_dir)
-    data_root, scenario, config = _resolve_run(run_dir, data_root, scenario, config, stages)
+    run = prepare_run(Path(run_dir), data_root, scenario, config, stages, faults, bank_policy)
+    progress(f"simulating {run.scenario} ({len(run.parties) - 1} bank clients) from "
+             f"{run.data_root}")
+    started = time.perf_counter()
+    reports = run_federation(lambda grid, context: serve(grid, run),
+                             build_client_app(run.layout), len(run.parties), verbose=verbose)
+    return finish_run(run, reports, time.perf_counter() - started, pr_curve=pr_curve)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run's resolved settings, its parties and each party's node settings."""
+
+    run_dir: Path
+    data_root: Path
+    scenario: str
+    config: ProtocolConfig
+    stages: tuple[str, ...]
+    parties: list[str]
+    layout: dict[int, dict[str, str]]
+    saved: dict[str, Any] | None  # a test stage alone: what its training saved
+
+
+def prepare_run(run_dir: Path, data_root: Path | None, scenario: str | None,
+                config: ProtocolConfig | None, stages: tuple[str, ...],
+                faults: dict[str, str] | None = None,
+                bank_policy: PrivacyPolicy | None = None) -> PreparedRun:
+    """What a simulation's operator does before the parties start: resolve the settings,
+    mark a training as under way, give every party its identity and policy, and write the
+    parties' node settings to RUN_DIR/parties/layout.json (where `flwr run`'s simulated
+    SuperNodes read them, clients/app.py)."""
+    from clients.party import NodeSettings
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise Pv4fadError(f"--out {run_dir} is a file; a run directory is a directory "
+                          "(new, or one a previous simulate wrote)")
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown or not stages:
+        raise Pv4fadError(f"stages must be among {', '.join(STAGES)}, got {list(stages)}")
+    saved = None if "train" in stages else saved_run(run_dir)
+    data_root, scenario, config = _resolve_run(run_dir, data_root, scenario, config, saved)
     parties = _parties(data_root, scenario)
+    if "train" in stages:
+        # Until training has finished, run.json keeps describing the previous model (if
+        # any) and this marker says the party state is being replaced: a test stage
+        # refuses to score from a directory in that state.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(run_dir / TRAINING_MARKER, json.dumps(
+            {"scenario": scenario, "data_root": str(data_root), "config": asdict(config),
+             "started": time.time()}, indent=1))
     policies = prepare_parties(run_dir / "parties", parties, config, bank_policy)
     layout = {
         i: NodeSettings(role="pns" if pid == PNS_ID else "bank", party_id=pid,
@@ -64,52 +110,151 @@ def simulate(
                         fail_at=(faults or {}).get(pid, "")).to_node_config()
         for i, pid in enumerate(parties)
     }
-    progress(f"simulating {scenario} ({len(parties) - 1} bank clients) from {data_root}")
-    started = time.perf_counter()
+    _write_atomic(run_dir / "parties" / LAYOUT_FILE, json.dumps(layout, indent=1))
+    return PreparedRun(run_dir, data_root, scenario, config, tuple(stages), parties, layout,
+                       saved)
 
-    def server_main(grid: Any, context: Any) -> list[Any]:
-        coordinator = Coordinator(grid, len(parties), run_dir, config, progress)
-        return [getattr(coordinator, stage)() for stage in stages]
 
-    reports = run_federation(server_main, build_client_app(layout), len(parties),
-                             verbose=verbose)
-    wall = time.perf_counter() - started
-    saved = json.loads((run_dir / "run.json").read_text())
-    saved["stage_run_ids"] = saved.get("stage_run_ids", {}) | {r.stage: r.run_id
-                                                               for r in reports}
-    (run_dir / "run.json").write_text(json.dumps(saved, indent=1))
-    return _summarise(run_dir, scenario, data_root, config, reports, wall,
-                      set(saved["stage_run_ids"].values()))
+def serve(grid: Any, run: PreparedRun) -> list[Any]:
+    """The coordinator's side of a prepared run (a ServerApp's main)."""
+    from federation.cli import progress
+    from server.coordinator import Coordinator
+
+    coordinator = Coordinator(grid, len(run.parties), run.run_dir, run.config, progress,
+                              expected=_last_phase_seconds(run.run_dir))
+    reports = []
+    for stage in run.stages:
+        reports.append(getattr(coordinator, stage)())
+        if stage == "train":
+            _commit_training(run.run_dir, run.data_root, run.scenario, run.config,
+                             reports[-1])
+    return reports
+
+
+def _last_phase_seconds(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Phase times of the run this directory last completed (estimates for progress)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        return {stage: info["phase_seconds"] for stage, info in summary["stages"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def finish_run(run: PreparedRun, reports: list[Any], wall: float, *,
+               pr_curve: bool = False) -> dict[str, Any]:
+    """The run's summary, merged ledger and predictions (and the figure), each written in
+    one step."""
+    from federation.cli import progress
+
+    run_dir, scenario, data_root, config = run.run_dir, run.scenario, run.data_root, run.config
+    saved, stages = run.saved, run.stages
+    if saved is not None and "train_report" in saved:
+        # A test stage alone: the training it scores, from run.json (a run.json from
+        # before this was kept has only the settings).
+        reports = [_report_from(saved["train_report"])] + reports
+    summary = _summarise(run_dir, scenario, data_root, config, reports, wall,
+                         {r.run_id for r in reports})
+    if pr_curve and "test" in stages:
+        from federation.pr_curve import FIGURE, write_pr_curve
+
+        auprc = write_pr_curve(run_dir, data_root, scenario, config.seed, progress)
+        if auprc is not None:
+            summary["pr_curve"] = {"file": str(run_dir / FIGURE), "auprc": auprc}
+            _write_atomic(run_dir / "summary.json",
+                          json.dumps(summary, indent=1, sort_keys=True))
+    return summary
+
+
+RUN_FILE = "run.json"
+LAYOUT_FILE = "layout.json"
+TRAINING_MARKER = "training.incomplete"
+# What a test stage may choose afresh; every other setting is the trained model's.
+INFERENCE_CHOICES = ("inference_mode", "label_threshold", "timeout_s")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write beside and rename over: readers see the old file or the new, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _commit_training(run_dir: Path, data_root: Path, scenario: str, config: ProtocolConfig,
+                     report: Any) -> None:
+    """Training finished: run.json now describes the new model, and the marker goes."""
+    _write_atomic(run_dir / RUN_FILE, json.dumps({
+        "data_root": str(data_root), "scenario": scenario, "config": asdict(config),
+        "stage_run_ids": {"train": report.run_id}, "train_report": asdict(report)},
+        indent=1))
+    (run_dir / TRAINING_MARKER).unlink(missing_ok=True)
+
+
+def _report_from(saved: dict[str, Any]) -> Any:
+    from server.coordinator import StageReport
+
+    return StageReport(**saved)
+
+
+def saved_run(run_dir: Path) -> dict[str, Any]:
+    """What the training stage of RUN_DIR saved; one line if there is nothing to score."""
+    marker = run_dir / TRAINING_MARKER
+    if marker.exists():
+        started = json.loads(marker.read_text())
+        raise Pv4fadError(
+            f"{run_dir}: a training stage for {started['scenario']} "
+            f"({describe(started['config'])}) started but did not finish (interrupted or "
+            "failed), so the party state mixes two trainings; train again "
+            f"(pv4fad simulate --out {run_dir})")
+    path = run_dir / RUN_FILE
+    if not path.exists():
+        raise Pv4fadError(f"{run_dir} holds no trained run (no {RUN_FILE}); "
+                          "run the train stage first")
+    return json.loads(path.read_text())
+
+
+def describe(config: dict[str, Any]) -> str:
+    """A configuration in the CLI's words, for messages."""
+    return ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(config.items())
+                     if k not in INFERENCE_CHOICES)
+
+
+def check_same_training(run_dir: Path, saved: dict[str, Any], scenario: str | None,
+                        given: dict[str, Any]) -> None:
+    """A test stage scores with the model RUN_DIR holds: refuse a different scenario or
+    training configuration, naming both (rather than scoring one with the other)."""
+    if scenario is not None and scenario != saved["scenario"]:
+        raise Pv4fadError(f"{run_dir} holds a model trained for {saved['scenario']}; "
+                          f"--stage test cannot score {scenario} with it (train one for "
+                          f"{scenario} in another --out)")
+    differs = {k: v for k, v in given.items()
+               if k not in INFERENCE_CHOICES and saved["config"].get(k) != v}
+    if differs:
+        raise Pv4fadError(
+            f"{run_dir} holds a model trained with "
+            f"{describe({k: saved['config'].get(k) for k in differs})}; this asks for "
+            f"{describe(differs)}: drop those options for --stage test, or train again")
 
 
 def _resolve_run(run_dir: Path, data_root: Path | None, scenario: str | None,
-                 config: ProtocolConfig | None, stages: tuple[str, ...]
+                 config: ProtocolConfig | None, saved: dict[str, Any] | None
                  ) -> tuple[Path, str, ProtocolConfig]:
     """Settings of a run: given ones, else those saved by its training stage."""
     from federation.data.generate import default_data_dir
     from federation.data.loader import list_scenarios
 
-    saved_path = run_dir / "run.json"
-    if "train" not in stages:
-        if not saved_path.exists():
-            raise Pv4fadError(f"{run_dir} holds no trained run (no run.json); "
-                              "run the train stage first")
-        saved = json.loads(saved_path.read_text())
+    if saved is not None:
+        check_same_training(run_dir, saved, scenario, {})
         data_root = data_root or Path(saved["data_root"])
-        scenario = scenario or saved["scenario"]
+        scenario = saved["scenario"]
         config = config or ProtocolConfig(**saved["config"])
+        check_same_training(run_dir, saved, None, asdict(config))
     data_root = Path(data_root) if data_root else default_data_dir()
     scenarios = list_scenarios(data_root)
     scenario = scenario or scenarios[0]
     if scenario not in scenarios:
         raise Pv4fadError(f"scenario {scenario!r} is not in {data_root / 'scenarios.txt'} "
                           f"(found: {', '.join(scenarios)})")
-    config = config or ProtocolConfig()
-    if "train" in stages:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        saved_path.write_text(json.dumps({"data_root": str(data_root), "scenario": scenario,
-                                          "config": asdict(config)}, indent=1))
-    return data_root, scenario, config
+    return data_root, scenario, config or ProtocolConfig()
 
 
 def prepare_parties(parties_dir: Path, parties: list[str], config: ProtocolConfig,
@@ -160,6 +305,8 @@ def _parties(data_root: Path, scenario: str) -> list[str]:
 
 def _summarise(run_dir: Path, scenario: str, data_root: Path, config: ProtocolConfig,
                reports: list[Any], wall: float, run_ids: set[str]) -> dict[str, Any]:
+    from federation.audit import privacy_checks, traffic
+
     ledgers = sorted(run_dir.glob("parties/*/ledger.jsonl")) + [
         run_dir / "coordinator" / "ledger.jsonl"]
     # Party ledgers keep every run made in this directory; the run's own view is its
@@ -168,7 +315,9 @@ def _summarise(run_dir: Path, scenario: str, data_root: Path, config: ProtocolCo
                             run_ids)
     predictions = run_dir / "parties" / PNS_ID / "test" / "predictions.csv"
     if predictions.exists():
-        shutil.copyfile(predictions, run_dir / "predictions.csv")
+        tmp = run_dir / ".predictions.csv.tmp"
+        shutil.copyfile(predictions, tmp)
+        tmp.replace(run_dir / "predictions.csv")
     summary: dict[str, Any] = {
         "scenario": scenario, "data_root": str(data_root), "config": asdict(config),
         "wall_seconds": round(wall, 2), "stages": {}, "traffic_bytes": traffic(entries),
@@ -192,7 +341,7 @@ def _summarise(run_dir: Path, scenario: str, data_root: Path, config: ProtocolCo
                 report, "questions_per_account_max")
     summary.update(_headline(summary))
     summary["privacy"] = _privacy(summary, config)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
     return summary
 
 
@@ -249,81 +398,153 @@ def _privacy(summary: dict[str, Any], config: ProtocolConfig) -> dict[str, Any]:
 
 
 def _peak_memory(reports: list[Any]) -> dict[str, float]:
-    """Largest peak RSS per process (party processes by pid, plus the coordinator's)."""
-    by_pid: dict[str, float] = {}
+    """Largest peak RSS (MiB) each party reported, and the coordinator's. In a simulation
+    parties may share a worker process; a party's figure is then its process's peak."""
+    by_party: dict[str, float] = {}
     for report in reports:
-        for values in report.public.values():
+        for party, values in report.public.items():
             for key, value in values.items():
                 if key.endswith(".peak_rss_mib"):
-                    pid = f"pid {values.get(key.replace('peak_rss_mib', 'pid'))}"
-                    by_pid[pid] = max(by_pid.get(pid, 0.0), float(value))
-    by_pid["coordinator"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    return by_pid
+                    by_party[party] = max(by_party.get(party, 0.0), float(value))
+    by_party["coordinator"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return dict(sorted(by_party.items()))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("simulate", help="run the private federated protocol on one "
-                              "machine (train, then test)")
+    from federation.cli import renamed_option
+
+    d = ProtocolConfig
+    p = subparsers.add_parser(
+        "simulate", help="run the private federated protocol on one machine (train, then test)",
+        description="Run the PNS, the bank clients and the coordinator of a scenario on this "
+                    "machine. Training settings not given take the defaults shown; with "
+                    "--stage test they are the trained model's (giving a different one is "
+                    "refused).")
+    # Protocol options default to "not given" (SUPPRESS) so that a test stage can tell a
+    # setting the operator chose from a default; the defaults are ProtocolConfig's.
+    off = argparse.SUPPRESS
     p.add_argument("--data", type=Path, help="challenge-layout data (default: embedded data)")
     p.add_argument("--scenario", help="scenario name from scenarios.txt (default: first)")
-    p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("--stage", choices=("all", *STAGES), default="all")
-    p.add_argument("--epsilon", type=float, default=ProtocolConfig.epsilon)
-    p.add_argument("--delta", type=float, default=ProtocolConfig.delta)
-    p.add_argument("--inference-epsilon", type=_optional_float,
-                   default=ProtocolConfig.inference_epsilon, metavar="E|none",
-                   help="output privacy per beneficiary identity (none: exact scores)")
-    p.add_argument("--cell-depth", type=int, default=ProtocolConfig.cell_depth,
-                   help="depth of the PNS's tree of status-table cells (0: one cell)")
-    p.add_argument("--status-detail", choices=sorted(REPORTED_STATUSES),
-                   default=ProtocolConfig.status_detail,
-                   help="what a bank reports per row: ok / not ok, or the five statuses")
-    p.add_argument("--max-rows-per-account", type=int,
-                   default=ProtocolConfig.max_rows_per_account)
-    p.add_argument("--inference-mode", choices=INFERENCE_MODES,
-                   default=ProtocolConfig.inference_mode,
+    p.add_argument("--out", type=Path, required=True, metavar="RUN",
+                   help="run directory (new, or one to retrain or score again)")
+    p.add_argument("--stage", choices=("all", *STAGES), default="all",
+                   help="all: train then test; test: score again from RUN's saved model "
+                        "(default: all)")
+    p.add_argument("--epsilon", type=_finite_float, default=off, metavar="E",
+                   help=f"training privacy budget per bank account (default: {d.epsilon})")
+    p.add_argument("--delta", type=_finite_float, default=off, metavar="D",
+                   help=f"training delta (default: {d.delta:g})")
+    p.add_argument("--inference-epsilon", type=_optional_float, default=off, metavar="E|none",
+                   help="output privacy: randomized response per beneficiary identity and "
+                        f"question (none: exact statuses; default: {d.inference_epsilon:g})")
+    p.add_argument("--cell-depth", type=int, default=off, metavar="N",
+                   help="depth of the PNS's tree of status-table cells (0: one cell; "
+                        f"default: {d.cell_depth})")
+    p.add_argument("--status-detail", choices=sorted(REPORTED_STATUSES), default=off,
+                   help="what a bank reports per row: ok / not ok (coarse), or the five "
+                        f"statuses (full; default: {d.status_detail})")
+    p.add_argument("--max-rows-per-account", type=int, default=off, metavar="N",
+                   help="training rows per beneficiary account that enter the counts "
+                        f"(bounds one account's influence; default: {d.max_rows_per_account})")
+    p.add_argument("--inference-mode", choices=INFERENCE_MODES, default=off,
                    help="scores: the PNS gets each row's randomized status and scores it; "
-                        "labels: it gets only a flag per row (two-party CrypTen comparison)")
-    p.add_argument("--label-threshold", type=float, default=ProtocolConfig.label_threshold,
-                   help="label mode: flag a row when its anomaly probability exceeds this")
-    p.add_argument("--plaintext", action="store_true",
-                   help="switch the cryptography off (only to measure its cost)")
-    p.add_argument("--timeout", type=float, default=ProtocolConfig.timeout_s,
-                   help="seconds a party may take per phase before it counts as dead")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fail", action="append", default=[], metavar="PARTY:PHASE[:hang]",
-                   help="inject a fault (resilience testing)")
-    p.add_argument("--verbose", action="store_true")
-    p.add_argument("--json", action="store_true")
+                        "labels: it gets only a flag per row (two-party CrypTen comparison; "
+                        f"default: {d.inference_mode})")
+    p.add_argument("--label-threshold", type=_finite_float, default=off, metavar="P",
+                   help="label mode: flag a row when its anomaly probability exceeds this "
+                        f"(default: {d.label_threshold})")
+    p.add_argument("--plaintext", action="store_true", default=off,
+                   help="switch the cryptography off (only to measure its cost; the privacy "
+                        "checks then fail: exit 1)")
+    p.add_argument("--phase-timeout", type=_finite_float, default=off, dest="timeout_s",
+                   metavar="SECONDS", help="seconds a party may take per phase before it "
+                   f"counts as failed (default: {d.timeout_s:g})")
+    renamed_option(p, "--timeout", "--phase-timeout", type=_finite_float, default=off,
+                   dest="timeout_s")
+    p.add_argument("--seed", type=int, default=off,
+                   help="seed of the model and data-sampling randomness; keys, masks and "
+                        f"privacy noise always come from the OS (README.md; default: {d.seed})")
+    p.add_argument("--fail", action="append", default=[], metavar="PARTY:PHASE[:MODE]",
+                   type=_fault, help="inject a fault for resilience testing: PARTY crashes "
+                   "in PHASE, or with MODE hang stops answering, with garbage answers with a "
+                   f"corrupted payload (phases: {', '.join(PHASES)})")
+    p.add_argument("--allow-degraded", action="store_true",
+                   help="exit 0 when banks failed and the run went on without them "
+                        "(default: exit 3, naming each failed party)")
+    p.add_argument("--no-pr-curve", dest="pr_curve", action="store_false",
+                   help="skip RUN/pr_curve.png (written when the test data has labels: the "
+                        "private scores beside the PNS-only and centralized forests; fitting "
+                        "the centralized forest takes about a minute on the default data)")
+    p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_cmd)
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, found {text!r}")
+    return value
+
+
 def _optional_float(text: str) -> float | None:
-    return None if text.lower() == "none" else float(text)
+    return None if text.lower() == "none" else _finite_float(text)
+
+
+def _fault(text: str) -> tuple[str, str]:
+    party, _, where = text.partition(":")
+    phase, _, mode = where.partition(":")
+    if not party or phase not in PHASES or mode not in ("", "hang", "garbage"):
+        raise argparse.ArgumentTypeError(
+            f"expected PARTY:PHASE[:hang|:garbage] with PHASE one of {', '.join(PHASES)}, "
+            f"found {text!r}")
+    return party, where
 
 
 def _cmd(args: argparse.Namespace) -> int:
     from federation.cli import emit
 
     stages = STAGES if args.stage == "all" else (args.stage,)
-    config = None
+    given = {f.name: getattr(args, f.name) for f in fields(ProtocolConfig)
+             if hasattr(args, f.name)}
     if "train" in stages:
-        config = ProtocolConfig(
-            epsilon=args.epsilon, delta=args.delta, inference_epsilon=args.inference_epsilon,
-            cell_depth=args.cell_depth, status_detail=args.status_detail,
-            max_rows_per_account=args.max_rows_per_account,
-            plaintext=args.plaintext, seed=args.seed, timeout_s=args.timeout,
-            inference_mode=args.inference_mode, label_threshold=args.label_threshold)
-    elif (args.out / "run.json").exists():
+        config = ProtocolConfig(**given)
+    else:
+        saved = saved_run(args.out)
+        check_same_training(args.out, saved, args.scenario, given)
         # Scoring again: how the PNS receives the banks' statuses is an inference choice.
-        saved = ProtocolConfig(**json.loads((args.out / "run.json").read_text())["config"])
-        config = replace(saved, inference_mode=args.inference_mode,
-                         label_threshold=args.label_threshold)
-    faults = dict(f.split(":", 1) for f in args.fail)
+        config = replace(ProtocolConfig(**saved["config"]),
+                         **{k: v for k, v in given.items() if k in INFERENCE_CHOICES})
     summary = simulate(args.out, data_root=args.data, scenario=args.scenario, config=config,
-                       stages=stages, faults=faults, verbose=args.verbose)
+                       stages=stages, faults=dict(args.fail), verbose=args.verbose,
+                       pr_curve=args.pr_curve)
     emit(summary, args.json, _human(summary, args.out))
-    return 0
+    return outcome(summary, args.out, allow_degraded=args.allow_degraded)
+
+
+def outcome(summary: dict[str, Any], run_dir: Path, *, allow_degraded: bool) -> int:
+    """The exit code of a finished run, and its last line on stderr when not 0: a failed
+    privacy check first, then parties that failed (each with its own cause)."""
+    from federation.cli import fail
+    from federation.errors import EXIT_OK, EXIT_PARTY_FAILED, EXIT_PRIVACY_CHECK
+
+    failed_checks = sorted(k for k, v in summary["privacy_checks"].items() if v)
+    if failed_checks:
+        why = ("the run used --plaintext" if summary["config"].get("plaintext")
+               else "see `pv4fad audit " + str(run_dir) + "`")
+        fail(f"privacy check failed: {', '.join(failed_checks)} ({why})")
+        return EXIT_PRIVACY_CHECK
+    failed = [f"{party} in {stage} {reason}" for stage, info in summary["stages"].items()
+              for party, reason in sorted(info["failed_parties"].items())]
+    if failed and not allow_degraded:
+        fail(f"degraded run: {len(failed)} part{'y' if len(failed) == 1 else 'ies'} failed: "
+             f"{'; '.join(failed)} (--allow-degraded accepts a degraded run)")
+        return EXIT_PARTY_FAILED
+    return EXIT_OK
 
 
 def _human(summary: dict[str, Any], run_dir: Path) -> str:
@@ -352,5 +573,8 @@ def _human(summary: dict[str, Any], run_dir: Path) -> str:
         lines.append("inference privacy: off (exact statuses released to the PNS)")
     failed = [k for k, v in summary["privacy_checks"].items() if v]
     lines.append("privacy checks: " + ("all pass" if not failed else "FAIL " + ", ".join(failed)))
-    lines.append(f"outputs in {run_dir}: predictions.csv, summary.json, ledger.jsonl")
+    outputs = "predictions.csv, summary.json, ledger.jsonl"
+    if summary.get("pr_curve"):
+        outputs += ", pr_curve.png"
+    lines.append(f"outputs in {run_dir}: {outputs}")
     return "\n".join(lines)

@@ -158,8 +158,7 @@ class TranscriptLedger:
         if self.path is None:
             self._entries.append(entry)
         else:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(asdict(entry), sort_keys=True) + "\n")
+            _append_line(self.path, json.dumps(asdict(entry), sort_keys=True) + "\n")
         return entry
 
     def record(
@@ -230,12 +229,41 @@ class TranscriptLedger:
         return list(read_ledger(self.path)) if self.path.exists() else []
 
 
+def _append_line(path: Path, line: str) -> None:
+    """Append one line with a single write. A process killed mid-write (Ctrl-C, a crash)
+    can leave a torn last line without its newline: it is cut off before the next entry,
+    so the ledger never holds a damaged line between good ones."""
+    import os
+
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+            cut = tail.rfind(b"\n")
+            os.ftruncate(fd, size - len(tail) + cut + 1 if cut >= 0 else 0)
+        os.write(fd, line.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
 def read_ledger(path: Path) -> Iterable[TranscriptEntry]:
-    """Read entries back from a JSON-lines ledger file."""
-    with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield TranscriptEntry(**json.loads(line))
+    """Read entries back from a JSON-lines ledger file; a damaged line is named (file and
+    line), never a parser traceback."""
+    from federation.errors import DataError
+
+    with Path(path).open(encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = TranscriptEntry(**json.loads(line))
+            except (ValueError, TypeError) as exc:
+                if not line.endswith("\n"):  # only the last line can lack one
+                    return  # the torn last line of an interrupted write: never complete
+                raise DataError(f"{path}: line {number}: not a ledger entry "
+                                f"({str(exc).splitlines()[0]}); the ledger is damaged") from None
+            yield entry
 
 
 def merge_ledgers(paths: Iterable[Path], out: Path, runs: set[str] | None = None
@@ -246,9 +274,12 @@ def merge_ledgers(paths: Iterable[Path], out: Path, runs: set[str] | None = None
     streams = [[e for e in read_ledger(p) if runs is None or e.run in runs] for p in paths]
     entries = list(heapq.merge(*streams, key=lambda e: e.time))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as fh:
+    # Written beside and renamed over: the merged ledger is complete or the old one stays.
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
         for entry in entries:
             fh.write(json.dumps(asdict(entry), sort_keys=True) + "\n")
+    tmp.replace(out)
     return entries
 
 

@@ -24,7 +24,7 @@ from flwr.server import Grid
 
 from federation import evidence
 from federation.config import ProtocolConfig
-from federation.errors import ProtocolError
+from federation.errors import PartyFailure
 from federation.messages import (
     AGGREGATE,
     COORDINATOR,
@@ -46,6 +46,8 @@ from federation.transcript import (
 )
 
 Progress = Callable[[str], None]
+# Seconds between "waiting for ..." lines while parties work on a phase.
+WAIT_NOTE_S = 30.0
 
 
 @dataclass
@@ -61,7 +63,8 @@ class StageReport:
 
 class Coordinator:
     def __init__(self, grid: Grid, n_parties: int, run_dir: Path, config: ProtocolConfig,
-                 progress: Progress, mpc_rendezvous: str = "") -> None:
+                 progress: Progress, mpc_rendezvous: str = "",
+                 expected: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self.grid = grid
         self.config = config
         self.run_dir = run_dir
@@ -71,9 +74,13 @@ class Coordinator:
         self.report = StageReport(stage="", run_id="")
         self.ledger: TranscriptLedger | None = None
         self.round = 0
+        self.report_phase = ""
         # Label mode: where CrypTen's parties meet (a file store under the run directory by
         # default; tcp://host:port in a deployment, see docs/security.md).
         self.mpc_rendezvous = mpc_rendezvous
+        # Seconds each stage's phases took the last time (an estimate for the progress
+        # lines; empty on a first run).
+        self.expected = expected or {}
 
     # -- the protocol --------------------------------------------------------------------
     def train(self) -> StageReport:
@@ -98,7 +105,7 @@ class Coordinator:
             participants = sorted(set(shares) - set(bad))
             self.round += 1
         causes = "; ".join(f"{b}: {r}" for b, r in sorted(self.report.failed.items()))
-        raise ProtocolError(f"no bank's counts could be used, so the table cannot be built "
+        raise PartyFailure(f"no bank's counts could be used, so the table cannot be built "
                             f"({causes or 'no bank in the scenario'})")
 
     def test(self) -> StageReport:
@@ -135,7 +142,7 @@ class Coordinator:
             if dealer.is_alive():
                 dealer.terminate()
         if PNS_ID not in replies:
-            raise ProtocolError(f"the PNS ({PNS_ID}) failed in phase {LABEL}: "
+            raise PartyFailure(f"the PNS ({PNS_ID}) failed in phase {LABEL}: "
                                 f"{self.report.failed.get(PNS_ID, 'no answer')}")
         failed = replies[PNS_ID].public.get("label_failed")
         if failed and bank not in self.report.failed:
@@ -147,7 +154,7 @@ class Coordinator:
         targets = {str(n): Envelope(meta={}) for n in self.nodes}
         replies = self._send(SETUP, targets, by_node=True)
         if PNS_ID not in replies:
-            raise ProtocolError(f"the PNS ({PNS_ID}) did not complete setup: "
+            raise PartyFailure(f"the PNS ({PNS_ID}) did not complete setup: "
                                 f"{self.report.failed.get(PNS_ID, 'no answer')}")
         return replies
 
@@ -188,7 +195,7 @@ class Coordinator:
     def _phase(self, phase: str, targets: Mapping[str, Envelope]) -> dict[str, Envelope]:
         replies = self._send(phase, targets)
         if PNS_ID in targets and PNS_ID not in replies:
-            raise ProtocolError(f"the PNS ({PNS_ID}) failed in phase {phase}: "
+            raise PartyFailure(f"the PNS ({PNS_ID}) failed in phase {phase}: "
                                 f"{self.report.failed.get(PNS_ID, 'no answer')}; "
                                 f"party state is kept under {self.run_dir / 'parties'}")
         return replies
@@ -197,22 +204,30 @@ class Coordinator:
               ) -> dict[str, Envelope]:
         """Send one phase's messages; returns the replies of parties that answered well."""
         started = time.perf_counter()
+        self.report_phase = phase
+        last = self.expected.get(self.report.stage, {}).get(phase)
         self.progress(f"[{self.report.stage}] {phase}: {len(targets)} part"
-                      f"{'y' if len(targets) == 1 else 'ies'} ...")
+                      f"{'y' if len(targets) == 1 else 'ies'} ..."
+                      + (f" (about {last:.0f} s last time)" if last and last >= 5 else ""))
         messages = []
         for target, env in targets.items():
             node = int(target) if by_node else self.node_of[target]
             env.meta.update(self._meta(phase))
             messages.append(Message(env.to_record(), dst_node_id=node,
                                     message_type=f"query.{phase}"))
+            # A SuperNode's party is known once it has answered (from the first setup on).
             self._record("sent", phase, COORDINATOR,
-                         f"node {target}" if by_node else target, env)
+                         self._name_of(node) if by_node else target, env)
         replies: dict[str, Envelope] = {}
         answered_nodes: set[int] = set()
-        for reply in self.grid.send_and_receive(messages, timeout=self.config.timeout_s):
+        for reply in self._exchange(messages):
             node = reply.metadata.src_node_id
             answered_nodes.add(node)
             name = self._name_of(node, reply)
+            if len(messages) > 1:
+                self.progress(f"[{self.report.stage}] {phase}: {name} answered after "
+                              f"{time.perf_counter() - started:.1f} s "
+                              f"({len(answered_nodes)} of {len(messages)})")
             if reply.has_error():
                 reason = (reply.error.reason or "unknown error").strip().splitlines()[-1]
                 self._fail(name, phase, reason)
@@ -236,6 +251,32 @@ class Coordinator:
         self.progress(f"[{self.report.stage}] {phase}: done in "
                       f"{time.perf_counter() - started:.1f} s")
         return replies
+
+    def _exchange(self, messages: list[Message]) -> Iterable[Message]:
+        """Grid.send_and_receive, but yielding each reply as it arrives (so that progress
+        names each party as it finishes) and saying every `WAIT_NOTE_S` who is still
+        working; the same deadline (`timeout_s`) and polling interval."""
+        pending = {msg_id: msg.metadata.dst_node_id
+                   for msg_id, msg in zip(self.grid.push_messages(messages), messages,
+                                          strict=True)}
+        started = time.monotonic()
+        deadline = started + self.config.timeout_s
+        next_note = started + WAIT_NOTE_S
+        while pending and time.monotonic() < deadline:
+            for reply in self.grid.pull_messages(list(pending)):
+                pending.pop(reply.metadata.reply_to_message_id, None)
+                yield reply
+            if pending and time.monotonic() >= next_note:
+                names = sorted(self._name_of(n) for n in pending.values())
+                known = [n for n in names if not n.startswith("node ")]
+                waiting = ", ".join(known) if len(known) == len(names) else (
+                    f"{len(names)} part{'y' if len(names) == 1 else 'ies'}")
+                self.progress(f"[{self.report.stage}] {self.report_phase}: waiting for "
+                              f"{waiting} ({time.monotonic() - started:.0f} s of at most "
+                              f"{self.config.timeout_s:.0f} s)")
+                next_note += WAIT_NOTE_S
+            if pending:
+                time.sleep(getattr(self.grid, "pull_interval", 0.1))
 
     def _name_of(self, node: int, reply: Message | None = None) -> str:
         for name, n in self.node_of.items():

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from federation.cli import emit, progress
+from federation.cli import emit, progress, renamed_option
 from federation.errors import ProtocolError, Pv4fadError
 from federation.sisa.data import DATASETS
-from federation.sisa.learners import LEARNERS
 from federation.sisa.partition import deal_partitions
-from llm_modules.fairness.equalized_odds import OBJECTIVES
-from server.sisa import LocalTransport, SisaConfig, SisaCoordinator
 
+if TYPE_CHECKING:
+    from server.sisa import SisaCoordinator
+
+# Named here, not imported: the learners and the fairness solver import scikit-learn and
+# torch, which `pv4fad sisa --help` must not wait for (tests/test_operator.py checks that
+# these match federation.sisa.learners.LEARNERS and equalized_odds.OBJECTIVES).
+LEARNERS = ("sgd", "mlp", "logreg", "forest", "tiny-bert", "minilm")
+OBJECTIVES = ("accuracy", "balanced_accuracy")
 LEARNER_HELP = f"{', '.join(LEARNERS)}, or sklearn:<module>.<Class> (default sgd)"
 
 
@@ -40,7 +45,7 @@ def register(subparsers: Any) -> None:
     forget.set_defaults(func=_forget)
 
     status = actions.add_parser("status", help="configuration and queued deletions of a run")
-    status.add_argument("--run", required=True, type=Path, help="SISA run directory")
+    _run_dir(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=_status)
 
@@ -59,8 +64,15 @@ def register(subparsers: Any) -> None:
     fair.set_defaults(func=_fairness)
 
 
+def _run_dir(parser: argparse.ArgumentParser) -> None:
+    # --out RUN, as for `pv4fad simulate`; --run is the old spelling.
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--out", type=Path, dest="run", metavar="RUN", help="SISA run directory")
+    renamed_option(group, "--run", "--out", type=Path, dest="run")
+
+
 def _run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, type=Path, help="SISA run directory")
+    _run_dir(parser)
     parser.add_argument(
         "--down", default="", help="simulate these hosts as unreachable (comma-separated names)"
     )
@@ -82,6 +94,8 @@ def parse_ids(text: str) -> list[int]:
 
 def _with_coordinator(args: argparse.Namespace, clients: int, action: Any) -> Any:
     """Run `action(coordinator)` over Flower (default) or in-process."""
+    from server.sisa import LocalTransport, SisaCoordinator
+
     down = [d.strip() for d in args.down.split(",") if d.strip()]
     if args.in_process:
         return action(SisaCoordinator(args.run, LocalTransport(args.run, clients, down)))
@@ -107,6 +121,8 @@ def evaluate(coordinator: SisaCoordinator) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from server.sisa import SisaConfig
+
     config = SisaConfig(
         args.data, args.shards, args.slices, args.clients, args.learner, args.epochs, args.seed
     )
@@ -131,6 +147,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace) -> int:
+    from server.sisa import LocalTransport, SisaCoordinator
+
     ids = parse_ids(args.ids)
     clients = SisaCoordinator(args.run, LocalTransport(args.run, 0)).registry["config"]["clients"]
 
@@ -159,6 +177,8 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from server.sisa import LocalTransport, SisaCoordinator
+
     status = SisaCoordinator(args.run, LocalTransport(args.run, 0)).status()
     emit(status, args.json, (
         f"{status['config']['shards']} shards on hosts {sorted(set(status['hosts'].values()))}; "

@@ -23,7 +23,7 @@ PARTIES = {"swift", "bank01", "bank02"}
 @pytest.mark.slow
 def test_local_deployment_trains_scores_and_leaves_ledgers(tmp_path: Path) -> None:
     out = tmp_path / "deployment"
-    proc = subprocess.Popen([str(REPO / "deploy" / "run_local.sh"), "--timeout", "840", str(out)],
+    proc = subprocess.Popen([str(REPO / "deploy" / "run_local.sh"), "--deadline", "840", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = proc.communicate(timeout=900)
@@ -73,23 +73,12 @@ def _left_running(out: Path, stderr: str) -> list[str]:
     return found
 
 
-def _fake_layout(root: Path) -> None:
-    """Just enough of the challenge layout for the launcher to find the parties."""
-    (root / "scenarios.txt").parent.mkdir(parents=True)
-    (root / "scenarios.txt").write_text("scenario01\n")
-    for stage in ("train", "test"):
-        folder = root / "scenario01" / stage
-        for cid in PARTIES:
-            (folder / cid).mkdir(parents=True)
-            (folder / cid / "part.csv").write_text("x\n")
-        folder.joinpath("partitions.json").write_text(json.dumps(
-            {cid: f"{cid}/part.csv" for cid in PARTIES}))
-
-
 def test_local_deployment_stops_every_process_when_interrupted(tmp_path: Path) -> None:
     """SIGTERM while a run is in flight: the launcher stops the SuperLink, the SuperNodes
     and their children, and exits non-zero."""
-    _fake_layout(tmp_path / "data")
+    from federation.data.generate import generate
+
+    generate(tmp_path / "data", "tiny", 0)  # the launcher validates the data first
     out = tmp_path / "deployment"
     proc = subprocess.Popen([str(REPO / "deploy" / "run_local.sh"), "--insecure", "--data",
                              str(tmp_path / "data"), str(out)],

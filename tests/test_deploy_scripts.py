@@ -3,6 +3,7 @@ the compose file and the local launcher's input checks. Fast: no SuperLink is st
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import tomllib
@@ -175,7 +176,7 @@ def test_each_party_has_its_own_supernode_settings_and_volumes() -> None:
         assert node["party-id"] == party
         assert node["role"] == ("pns" if party == "swift" else "bank")
         assert {"data-root", "scenario", "state-dir"} <= set(node)
-        own = {v.split(":")[0] for v in service["volumes"] if not v.startswith("./secrets/tls")}
+        own = {_source(v) for v in service["volumes"] if "/tls/" not in _source(v)}
         assert not own & seen_volumes, f"{party} shares a volume with another party"
         seen_volumes |= own
 
@@ -192,7 +193,9 @@ def test_image_installs_like_the_makefile() -> None:
 
 # -- the local launcher refuses bad input before starting anything ------------------------
 @pytest.mark.parametrize(("args", "message"), [
-    (["--timeout", "soon"], "--timeout must be whole seconds"),
+    (["--deadline", "soon"], "--deadline must be whole seconds"),
+    (["--phase-timeout", "0.5"], "--phase-timeout must be whole seconds"),
+    (["--stage", "both"], "--stage must be all, train or test"),
     (["--bogus"], "unknown option --bogus"),
     (["--data", "NOWHERE/data"], "NOWHERE/data"),
 ])
@@ -203,6 +206,19 @@ def test_run_local_rejects_bad_arguments(tmp_path: Path, args: list[str], messag
     assert message.replace("NOWHERE", str(tmp_path / "nowhere")) in done.stderr
 
 
+def test_run_local_names_bad_bank_data_in_one_line_before_starting(tmp_path: Path) -> None:
+    from federation.data.generate import generate
+
+    data = generate(tmp_path / "data", "tiny", 0)
+    bad = sorted((data / "scenario01" / "train" / "bank02").glob("*.csv"))[0]
+    bad.write_text(bad.read_text().replace("Flags", "Flagz", 1))
+    done = _run(DEPLOY / "run_local.sh", "--data", data, tmp_path / "out")
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and last.startswith("run_local.sh: ")
+    assert str(bad) in last and "Flags" in last and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "superlink").exists()  # nothing was started
+
+
 def test_run_local_refuses_a_non_empty_output_directory(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("x")
     done = _run(DEPLOY / "run_local.sh", tmp_path)
@@ -210,11 +226,39 @@ def test_run_local_refuses_a_non_empty_output_directory(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
+def _source(volume: str) -> str:
+    """The host side of a compose volume `SOURCE:/container/path[:ro]` (SOURCE may hold a
+    `${VAR:-default}` with a colon of its own)."""
+    return re.fullmatch(r"(.+?):(/[^:]*)(:ro)?", volume)[1]
+
+
+def _host_path(source: str) -> Path | None:
+    """Where a bind mount's source lands with the environment unset (None: a named
+    volume)."""
+    source = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", source)
+    return (DEPLOY / source).resolve() if source.startswith((".", "/")) else None
+
+
 def test_keys_and_party_data_never_enter_the_image() -> None:
-    """compose.yaml keeps keys under deploy/secrets and data under deploy/local; the
-    image's build context leaves both out."""
-    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
-    assert {"deploy/secrets", "deploy/local", ".venv", "data", "runs"} <= set(ignored)
-    mounts = [v.split(":")[0] for s in _services().values() for v in s.get("volumes", [])]
-    for source in (m for m in mounts if m.startswith("./")):
-        assert source.startswith(("./secrets/", "./local/", "./operator")), source
+    """Keys and data are mounted from outside the repository by default, the root
+    .dockerignore (every builder) and BuildKit's Dockerfile.dockerignore list the same
+    exclusions, and the image copies only scripts from deploy/."""
+    root_ignore = (REPO / ".dockerignore").read_text().splitlines()
+    buildkit = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    entries = [line for line in root_ignore if line and not line.startswith("#")]
+    assert entries == [line for line in buildkit if line and not line.startswith("#")]
+    assert {"deploy/secrets", "deploy/local", ".venv", "data", "runs", "**/*.key",
+            "**/identity.key", "**/policy.json"} <= set(entries)
+    for service in _services().values():
+        for volume in service.get("volumes", []):
+            host = _host_path(_source(volume))
+            if host is None or host == (DEPLOY / "operator").resolve():
+                continue  # a named volume, or the operator's connection file (no secret)
+            assert REPO not in host.parents, f"{volume} mounts from inside the repository"
+    copies = [line for line in (DEPLOY / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY")]
+    assert "COPY deploy ./deploy" not in copies
+    assert all(not line.split()[1].startswith("deploy") or line.split()[1].endswith(".sh")
+               for line in copies)
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=" in dockerfile and "FROM ${BASE_IMAGE}" in dockerfile

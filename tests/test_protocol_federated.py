@@ -11,7 +11,7 @@ import pytest
 
 from federation.audit import load_run_ledger, privacy_checks
 from federation.config import ProtocolConfig
-from federation.simulate import simulate
+from federation.simulate import outcome, simulate
 from federation.transcript import read_ledger
 
 TIMEOUT = 120.0
@@ -69,7 +69,10 @@ def test_test_stage_reruns_from_saved_state(private_run):
     model = run_dir / "parties" / "swift" / "pns_model.pkl"
     before = model.stat().st_mtime_ns
     summary = simulate(run_dir, stages=("test",))
-    assert list(summary["stages"]) == ["test"]
+    # The summary of a test stage alone still describes the training it scored.
+    assert list(summary["stages"]) == ["train", "test"]
+    assert summary["stages"]["train"]["run_id"] == first["stages"]["train"]["run_id"]
+    assert summary["training_epsilon"] == first["training_epsilon"]
     assert model.stat().st_mtime_ns == before
     # The run's ledger is its training stage plus the new test stage; the first test
     # stage stays in the parties' own ledgers only.
@@ -121,6 +124,10 @@ def test_encrypted_protocol_computes_what_the_plaintext_pipeline_computes(tiny_d
     assert private["privacy_checks"]["coordinator_receives_nothing_it_can_read"] == 0
     assert plain["privacy_checks"]["coordinator_receives_nothing_it_can_read"] > 0
     assert plain["privacy_checks"]["no_plaintext_crosses_a_boundary"] > 0
+    assert outcome(plain, tmp_path / "plain", allow_degraded=True) == 1  # the CLI's exit code
+    # What --seed fixes (README.md): the PNS's own model, bit for bit, across two runs;
+    # the banks' privacy noise is fresh in each.
+    assert private["auprc_pns_only"] == plain["auprc_pns_only"]
 
 
 def test_a_bad_bank_reply_costs_only_that_bank(tiny_data, tmp_path):
@@ -156,6 +163,8 @@ def test_failing_banks_are_named_and_the_run_degrades(tiny_data, tmp_path):
     test = summary["stages"]["test"]["results"]
     assert 0 < test["rows_without_bank_answer"] < test["rows"]
     assert np.isfinite(summary["auprc"])
+    assert outcome(summary, tmp_path / "run", allow_degraded=False) == 3
+    assert outcome(summary, tmp_path / "run", allow_degraded=True) == 0
 
 
 def _cli(*args: str) -> tuple[int, str, str]:

@@ -147,7 +147,7 @@ def test_plan_is_disjoint_and_covers_the_training_ids() -> None:
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(Pv4fadError, match="'x' is not"):
         parse_ids("1,x")
-    assert main(["sisa", "forget", "--run", str(tmp_path), "--ids", "1", "--in-process"]) == 2
+    assert main(["sisa", "forget", "--out", str(tmp_path), "--ids", "1", "--in-process"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("pv4fad: error: no SISA run") and "\n" not in err
     assert main(["sisa", "train", "--run", str(tmp_path), "--in-process", "--json",

@@ -188,13 +188,21 @@ def _resolve(index_path: Path, cid: str, item: Any) -> Path:
 def _check_header(path: Path, expected: tuple[str, ...], optional: set[str]) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), None)
-        has_row = fh.readline().strip() != ""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), None)
+            has_row = fh.readline().strip() != ""
+    except UnicodeDecodeError:
+        raise _utf8_error(path) from None
     if not header:
         raise DataError(f"{path}: empty file (expected a header with {', '.join(expected)})")
     missing = [c for c in expected if c not in header and c not in optional]
     unexpected = [c for c in header if c not in expected]
+    if missing and len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+        sep = next(sep for sep in ";\t|" if sep in header[0])
+        raise DataError(f"{path}: header: one column {header[0][:60]!r}: the file looks "
+                        f"separated by {sep!r}; the challenge format is comma-separated "
+                        f"(expected {', '.join(expected)})")
     if missing or unexpected:
         raise DataError(
             f"{path}: header: missing column(s) {missing or 'none'}, unexpected column(s) "
@@ -223,6 +231,8 @@ def _read_csv(path: Path, header: list[str], types: dict[str, pa.DataType]) -> p
     try:
         table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as exc:
+        if "UTF8" in str(exc) or "UTF-8" in str(exc):
+            raise _utf8_error(path) from None
         if bad_rows:
             row = bad_rows[0]
             line = row.number if row.number is not None else _first_ragged_line(path)
@@ -234,9 +244,22 @@ def _read_csv(path: Path, header: list[str], types: dict[str, pa.DataType]) -> p
     return table.to_pandas(types_mapper=_string_dtype)
 
 
+def _utf8_error(path: Path) -> DataError:
+    """Where a file stops being UTF-8 text (slow path: only once a read has failed)."""
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return DataError(f"{path}: line {number}: expected UTF-8 text, found byte "
+                                 f"0x{line[exc.start]:02x} at character {exc.start + 1}")
+    return DataError(f"{path}: expected UTF-8 text")
+
+
 def _first_ragged_line(path: Path) -> int | str:
     """Line number of the first row whose field count differs from the header's (slow path)."""
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    # Undecodable bytes count as characters here: this only counts fields.
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
         reader = csv.reader(fh)
         width = len(next(reader))
         for row in reader:
@@ -272,6 +295,7 @@ def _raise_first(bad: np.ndarray, path: Path, column: str, expected: str, values
     if bad.any():
         i = int(np.argmax(bad))
         found = values.iloc[i] if hasattr(values, "iloc") else values[i]
+        found = found.item() if isinstance(found, np.generic) else found  # 7, not np.int64(7)
         raise DataError(
             f"{path}: line {i + 2}, column {column}: expected {expected}, found {found!r}"
         )
