@@ -5,6 +5,7 @@ run is shared by the whole module."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -483,3 +484,21 @@ def test_a_run_at_status_epsilon_700_fails_the_audit(tiny_data, tmp_path):
     bad = check(result, "releases_within_reference_policy")
     assert not bad["passed"] and any("statuses at epsilon 700" in v for v in bad["violations"])
     assert main(["audit", str(run_dir), "--no-attacks"]) == 1
+
+
+def test_dp_bounds_and_the_envelope_test():
+    from federation.audit_attacks import _under_envelope, advantage_bound, auc_bound
+
+    assert advantage_bound(0.0) == 0.0 and auc_bound(0.0) == pytest.approx(0.5, abs=1e-4)
+    assert auc_bound(50.0) == pytest.approx(1.0, abs=1e-4)
+    eps = 1.0
+    p = math.exp(eps) / (1 + math.exp(eps))  # binary randomized response meets the bound
+    assert advantage_bound(eps) == pytest.approx(2 * p - 1)
+    n = 20000
+    fpr, tpr = np.array([0.0, 1 - p, 1.0]), np.array([0.0, p, 1.0])
+    assert _under_envelope(fpr, tpr, eps, 0.0, n, n)
+    # The same attack claimed at a smaller epsilon is significantly above its bound.
+    assert not _under_envelope(fpr, tpr, 0.5, 0.0, n, n)
+    # A small sample that happens to beat the bound is not enough to fail.
+    assert _under_envelope(np.array([0.0, 0.2, 1.0]), np.array([0.0, 0.8, 1.0]), eps, 0.0,
+                           10, 10)
