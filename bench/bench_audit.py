@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 PV4FAD = REPO / ".venv" / "bin" / "pv4fad"
 
 
-def _run(runs: Path, status_epsilon: str) -> Path:
+def _run(runs: Path, status_epsilon: str, data: Path | None) -> Path:
     out = runs / f"status-eps-{status_epsilon}"
     if (out / "summary.json").is_file():
         print(f"reusing {out}", file=sys.stderr, flush=True)
@@ -35,9 +35,9 @@ def _run(runs: Path, status_epsilon: str) -> Path:
     if out.exists():  # an interrupted run: start it afresh (its banks' budgets are spent)
         shutil.rmtree(out)
     started = time.perf_counter()
-    done = subprocess.run([str(PV4FAD), "simulate", "--out", str(out), "--inference-epsilon",
-                           status_epsilon, "--json"], capture_output=True, text=True,
-                          timeout=3600, check=False)
+    cmd = [str(PV4FAD), "simulate", "--out", str(out), "--inference-epsilon", status_epsilon,
+           "--json", *(["--data", str(data)] if data else [])]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=7200, check=False)
     if done.returncode != 0:
         sys.exit(f"bench_audit: simulate failed:\n{done.stderr[-2000:]}")
     print(f"simulated {out} in {time.perf_counter() - started:.0f} s", file=sys.stderr,
@@ -80,9 +80,12 @@ def main() -> None:
                         help="inference (status) epsilons, one default run each; the first "
                              "is the one timed")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "audit.md")
+    parser.add_argument("--data", type=Path,
+                        help="challenge-layout data (default: the embedded default data)")
     args = parser.parse_args()
     epsilons = [e.strip() for e in args.status_epsilons.split(",") if e.strip()]
-    runs = {e: _run(args.runs, e) for e in epsilons}
+    runs = {e: _run(args.runs, e, args.data) for e in epsilons}
+    data_label = f"data {args.data}" if args.data else "embedded default data"
     first = runs[epsilons[0]]
     walls, results = [], {}
     for rep in range(args.reps):
@@ -115,7 +118,7 @@ def main() -> None:
         "## Privacy audit",
         "",
         "`python bench/bench_audit.py` (docs/audit.md): `pv4fad audit RUN --json --html` on "
-        f"default runs (embedded default data, training epsilon 1; status epsilon "
+        f"default runs ({data_label}, training epsilon 1; status epsilon "
         f"{', '.join(epsilons)}), timed as a whole: signed-ledger verification, content "
         "checks, DP budget, the three attacks and the HTML report.",
         "",
