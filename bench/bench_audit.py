@@ -63,10 +63,12 @@ def _attack_rows(eps_label: str, result: dict) -> list[str]:
         bound = a.get("bound")
         low = a.get("tpr_at_fpr_0.001")
         low_bound = a.get("tpr_bound_at_fpr_0.001")
+        eps = f"{a['epsilon']:g}" if bound is not None else "none"
+        auc_b = f"{a['auc_bound']:.4f}" if bound is not None else "none"
         rows.append(
-            f"| {eps_label} | {a['title']} | {a.get('epsilon', 'n/a') if bound else 'none'} | "
-            f"{a['advantage']:.4f} | {bound if bound is not None else 'none'} | "
-            f"{a['auc']:.4f} | {a.get('auc_bound', float('nan')) if bound else 'none'} | "
+            f"| {eps_label} | {a['title']} | {eps} | "
+            f"{a['advantage']:.4f} | {f'{bound:.4f}' if bound is not None else 'none'} | "
+            f"{a['auc']:.4f} | {auc_b} | "
             f"{low:.4f}{f' (bound {low_bound:.4f})' if low_bound is not None else ''} | "
             f"{'yes' if a['within_bound'] else 'no' if a['within_bound'] is False else 'n/a'} |")
     return rows
@@ -82,10 +84,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "audit.md")
     parser.add_argument("--data", type=Path,
                         help="challenge-layout data (default: the embedded default data)")
+    parser.add_argument("--data-label", help="how the section names --data")
     args = parser.parse_args()
     epsilons = [e.strip() for e in args.status_epsilons.split(",") if e.strip()]
     runs = {e: _run(args.runs, e, args.data) for e in epsilons}
-    data_label = f"data {args.data}" if args.data else "embedded default data"
+    data_label = (f"data {args.data_label or args.data}" if args.data
+                  else "embedded default data")
     first = runs[epsilons[0]]
     walls, results = [], {}
     for rep in range(args.reps):
@@ -118,11 +122,11 @@ def main() -> None:
         "## Privacy audit",
         "",
         "`python bench/bench_audit.py` (docs/audit.md): `pv4fad audit RUN --json --html` on "
-        f"default runs ({data_label}, training epsilon 1; status epsilon "
+        f"runs ({data_label}, training epsilon 1; status epsilon "
         f"{', '.join(epsilons)}), timed as a whole: signed-ledger verification, content "
         "checks, DP budget, the three attacks and the HTML report.",
         "",
-        f"- Audit wall time on the default run (status epsilon {epsilons[0]}): median "
+        f"- Audit wall time on the first run (status epsilon {epsilons[0]}): median "
         f"**{statistics.median(walls):.1f} s** of {len(walls)} "
         f"({', '.join(f'{w:.1f}' for w in walls)} s), on {os.cpu_count()} cores shared "
         f"with other jobs; target ≤ 120 s. The run itself took "
