@@ -36,7 +36,9 @@ def _run(runs: Path, status_epsilon: str, data: Path | None) -> Path:
         shutil.rmtree(out)
     started = time.perf_counter()
     cmd = [str(PV4FAD), "simulate", "--out", str(out), "--inference-epsilon", status_epsilon,
-           "--json", *(["--data", str(data)] if data else [])]
+           # A generous timeout: on a loaded machine the PNS's training setup on the
+           # default data can take longer than the protocol's default.
+           "--timeout", "3600", "--json", *(["--data", str(data)] if data else [])]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=7200, check=False)
     if done.returncode != 0:
         sys.exit(f"bench_audit: simulate failed:\n{done.stderr[-2000:]}")
