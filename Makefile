@@ -59,6 +59,7 @@ bench: setup
 	$(PY) bench/bench_post_training.py
 	$(PY) bench/bench_linc.py
 	$(PY) bench/bench_deploy.py --reps 3 --out runs/bench-deploy
+	$(PY) bench/bench_audit.py
 	$(PY) bench/assemble.py
 
 clean:

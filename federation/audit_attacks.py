@@ -273,8 +273,8 @@ def model_membership(run_dir: Path | None, summary: dict[str, Any], limit: int =
         return out
     import pickle
 
-    from clients.pns import model_scores
     from federation.data.loader import load_transactions
+    from federation.status_model import N_CLASSES
 
     with model_path.open("rb") as fh:  # the run's own file, written by the PNS
         model = pickle.load(fh)
@@ -285,11 +285,16 @@ def model_membership(run_dir: Path | None, summary: dict[str, Any], limit: int =
         if "Label" not in tx:
             out["summary"] = f"not run: the {stage} transactions carry no labels"
             return out
-        if len(tx) > limit:
-            tx = tx.iloc[np.sort(rng.choice(len(tx), limit, replace=False))]
-        scores, _ = model_scores(model, tx)
-        p_anomaly = np.clip(scores.sum(axis=1), 0, 1)
-        label = tx["Label"].to_numpy()
+        # Features over the whole stage (history features need every row), the forest on
+        # a sample of rows.
+        features = model["featurizer"].transform(tx)
+        rows = (np.sort(rng.choice(len(tx), limit, replace=False)) if len(tx) > limit
+                else np.arange(len(tx)))
+        forest = model["forest"]
+        raw = np.zeros((len(rows), N_CLASSES))
+        raw[:, forest.classes_] = forest.predict_proba(features[rows])
+        p_anomaly = np.clip(model["calibration"](raw).sum(axis=1), 0, 1)
+        label = tx["Label"].to_numpy()[rows]
         conf[stage] = np.where(label == 1, p_anomaly, 1 - p_anomaly)
     fpr, tpr = roc(conf["train"], conf["test"])
     s = _summary(fpr, tpr, len(conf["train"]), len(conf["test"]))

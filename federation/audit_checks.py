@@ -307,11 +307,16 @@ def release_epsilon(details: Mapping[str, Any], delta: float) -> float:
 
     known = set(Release.__dataclass_fields__)
     release = Release(**{k: v for k, v in details.items() if k in known})
+    if release.mechanism == "randomized_response":
+        # Pure DP: k-ary RR at epsilon per answer composes additively over the answers
+        # (computed directly: the RDP route underflows at very large epsilon).
+        if not (release.noise_scale > 0 and math.isfinite(release.noise_scale)
+                and release.count >= 1):
+            raise Pv4fadError(f"randomized response at epsilon {release.noise_scale!r}, "
+                              f"count {release.count!r}")
+        return float(release.noise_scale * release.count)
     accountant = PrivacyAccountant()
     accountant.record(release)
-    if release.mechanism == "randomized_response":
-        # Pure DP: k-ary RR at epsilon per answer composes additively over the answers.
-        return float(release.noise_scale * release.count)
     return accountant.epsilon(delta)
 
 

@@ -104,7 +104,7 @@ def histogram(values: Sequence[float], title: str, xlabel: str, width: int = 480
     for v in values:
         counts[round(float(v), 6)] += 1
     keys = sorted(counts)
-    left, bottom, top = 50, height - 40, 30
+    left, bottom, top = 50, height - 40, 48
     cmax = max(counts.values()) if counts else 1
     bw = (width - left - 20) / max(len(keys), 1)
     parts = [f'<svg class="chart" role="img" aria-label="{_e(title)}" width="{width}" '
