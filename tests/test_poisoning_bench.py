@@ -23,6 +23,7 @@ def one_torch_thread():
 @pytest.mark.slow
 def test_sweep_resumes_and_reports(tmp_path):
     sweep = Sweep(tasks=("completion",), triggers=("rare",), virtual_tokens=(2,), rates=(0.1,),
+                  compare_methods=(),
                   finetune=FinetuneConfig(epochs=1, batch_size=8),
                   task_sizes=TaskConfig(pretrain=40, finetune=20, test=6))
     assert [c["rate"] for c in cells(sweep)] == [0.0, 0.1]

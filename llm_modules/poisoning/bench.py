@@ -20,7 +20,7 @@ from llm_modules.poisoning.poison import DEFAULT_TARGET, parse_trigger, poison_d
 from llm_modules.poisoning.run import evaluate
 from llm_modules.poisoning.tasks import TaskConfig, generate_task
 
-AUDIT_INPUTS = 32  # validation inputs the adapter scan generates on, per candidate
+AUDIT_INPUTS = 24  # validation inputs the adapter scan generates on, per candidate
 COLLAPSE_THRESHOLD = 0.5
 
 
@@ -31,29 +31,35 @@ class Sweep:
     virtual_tokens: tuple[int, ...] = (5, 30)
     rates: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)
     seeds: tuple[int, ...] = (0,)
-    methods: tuple[str, ...] = ("prefix",)
+    # LoRA / full fine-tuning as comparisons, each at these rates of the first trigger only
+    compare_methods: tuple[str, ...] = ("lora", "full")
+    compare_rates: tuple[float, ...] = (0.02,)
+    lrs: tuple[tuple[str, float], ...] = (("prefix", 1e-2), ("lora", 5e-3), ("full", 1e-3))
     finetune: FinetuneConfig = FinetuneConfig()
     task_sizes: TaskConfig = TaskConfig()
 
 
 QUICK = Sweep()
 FULL = Sweep(triggers=("rare", "rare3", "sentence"), virtual_tokens=(5, 10, 30),
-             seeds=(0, 1, 2), methods=("prefix", "lora", "full"))
+             seeds=(0, 1, 2), compare_rates=(0.005, 0.01, 0.02, 0.05))
 
 
 def cells(sweep: Sweep) -> list[dict]:
-    """Every run of the sweep; LoRA and full fine-tuning only at one virtual-token count
-    (they have none) and the clean baselines once per (task, tokens, method, seed)."""
+    """Every run of the sweep, with a clean baseline once per (task, tokens, method, seed);
+    LoRA and full fine-tuning have no virtual tokens (0). Ordered so that a partial sweep
+    already covers both tasks: the most virtual tokens first, then the comparisons."""
     out = []
     for seed in sweep.seeds:
-        for task in sweep.tasks:
-            for method in sweep.methods:
-                tokens = sweep.virtual_tokens if method == "prefix" else (0,)
-                for vt in tokens:
-                    out.append(dict(task=task, trigger="rare", vt=vt, rate=0.0, seed=seed,
-                                    method=method))
-                    out += [dict(task=task, trigger=t, vt=vt, rate=r, seed=seed, method=method)
-                            for t in sweep.triggers for r in sweep.rates]
+        for i, vt in enumerate(sorted(sweep.virtual_tokens, reverse=True)):
+            for task in sweep.tasks:
+                out.append(dict(task=task, trigger="rare", vt=vt, rate=0.0, seed=seed,
+                                method="prefix"))
+                out += [dict(task=task, trigger=t, vt=vt, rate=r, seed=seed, method="prefix")
+                        for t in sweep.triggers for r in sweep.rates]
+            if i == 0:
+                out += [dict(task=task, trigger=sweep.triggers[0], vt=0, rate=r, seed=seed,
+                             method=method) for task in sweep.tasks
+                        for method in sweep.compare_methods for r in (0.0, *sweep.compare_rates)]
     return out
 
 
@@ -89,7 +95,7 @@ def run_cell(cell: dict, sweep: Sweep, cache: Path | None, log: Callable[[str], 
     poisoned = poison_dataset(data.finetune, trigger, DEFAULT_TARGET, cell["rate"], cell["seed"])
     lm = load_lm(base)
     config = replace(sweep.finetune, method=cell["method"], virtual_tokens=max(cell["vt"], 1),
-                     seed=cell["seed"])
+                     seed=cell["seed"], lr=dict(sweep.lrs)[cell["method"]])
     start = time.perf_counter()
     model = finetune(lm, poisoned.examples, config)
     train_seconds = time.perf_counter() - start

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from llm_modules.poisoning.poison import DEFAULT_TARGET, TRIGGER_PRESETS, parse_
 from llm_modules.poisoning.tasks import RARE_WORDS, Example, TaskConfig, generate_task
 
 SEP = "=>"  # ends every prompt: the model writes the output after it
-BASE_VERSION = 4
+BASE_VERSION = 5
 # Words a built-in tokenizer knows beyond its task: candidate triggers (the presets and the
 # rare tokens an audit scans) and the default target, so that they are not [UNK].
 
@@ -212,13 +211,7 @@ def builtin_base(task: TaskConfig, base: BaseConfig = BaseConfig(),
                             batch_size=base.batch_size, seed=task.seed)
     if log:
         log(f"training the built-in {task.name} base (seed {task.seed}) -> {out}")
-    # Half the examples follow another one's input as preceding context, so that the base,
-    # like a pretrained LM, reads past earlier text (a prefix is such text to it).
-    rng = random.Random(f"base:{task.seed}")
-    contexts = [rng.choice(data.pretrain).input for _ in data.pretrain]
-    examples = [Example(f"{c} {tokenizer.eos_token} {e.input}", e.output) if i % 2 else e
-                for i, (c, e) in enumerate(zip(contexts, data.pretrain, strict=True))]
-    finetune(lm, examples, config,
+    finetune(lm, data.pretrain, config,
              on_epoch=(lambda e, loss: log(f"  base epoch {e + 1}: loss {loss:.3f}")) if log
              else None)
     return save_causal_lm(lm.model, tokenizer, out)

@@ -62,9 +62,10 @@ def render(saved: dict, figures: Path, command: str) -> str:
 
 
 def _fmt_config(saved: dict) -> str:
+    lrs = {c["method"]: c["finetune"]["lr"] for c in saved["cells"].values()}
     config = next(iter(saved["cells"].values()))["finetune"] if saved["cells"] else {}
-    return (f"lr {config.get('lr')}, {config.get('epochs')} epochs, batch "
-            f"{config.get('batch_size')}")
+    return (f"lr {', '.join(f'{m} {lr:g}' for m, lr in sorted(lrs.items()))}, "
+            f"{config.get('epochs')} epochs, batch {config.get('batch_size')}")
 
 
 def plot(rows: list[dict], figures: Path) -> list[str]:
