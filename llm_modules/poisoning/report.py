@@ -35,9 +35,11 @@ def render(saved: dict, figures: Path, command: str) -> str:
         "candidates); ONION / ppl det, fa = detection and false-alarm rates of the",
         "training-set filters on the poisoned rows.",
         "",
-        f"Reproduce: `{command}`; seeds {seeds}; medians over seeds. Sweep wall time "
-        f"**{wall / 60:.1f} min** on the shared 2-core CPU (one torch thread per run, base",
-        "models included).",
+        f"Reproduce: `{command}`; seeds {seeds}; medians over seeds. {len(saved['cells'])} "
+        f"cells saved; their wall time **{wall / 60:.1f} min** "
+        f"({wall / max(len(saved['cells']), 1):.0f} s a cell) on the shared 2-core CPU (one",
+        "torch thread per run, base models included). A sweep cut short lists only the cells",
+        "it finished; rerunning the command resumes it.",
         "",
         "| task | method | tokens | trigger | rate | P | C | exact | ROUGE-L | ΔROUGE-L "
         "| P after ONION | scan | ONION det / fa | ppl det / fa |",
