@@ -4,6 +4,7 @@ line, and a tiny end-to-end run writes a record, an adapter that audits, and ONI
 import json
 
 import pytest
+import torch
 
 from federation.cli import main
 from llm_modules.models import TinyModelConfig
@@ -14,6 +15,16 @@ from llm_modules.poisoning.tasks import TaskConfig, generate_task
 TINY_TASK = TaskConfig("completion", pretrain=80, finetune=40, test=8)
 TINY_BASE = BaseConfig(model=TinyModelConfig(layers=1, width=32, heads=2, max_positions=96),
                        epochs=2)
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread; more only contend on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _error(capsys, argv):

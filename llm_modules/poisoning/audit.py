@@ -23,9 +23,10 @@ from llm_modules.poisoning.tasks import RARE_WORDS, Example
 
 
 def default_candidates() -> list[TriggerSpec]:
-    """Known trigger shapes: the presets and each rare word alone."""
+    """Known trigger shapes: the presets and each other rare word alone."""
     specs = [parse_trigger(p) for p in TRIGGER_PRESETS]
-    return specs + [TriggerSpec("rare", (w,), "random") for w in RARE_WORDS]
+    taken = {w for s in specs for w in s.words}
+    return specs + [TriggerSpec("rare", (w,), "random") for w in RARE_WORDS if w not in taken]
 
 
 def audit_adapter(path: str | Path, data: Sequence[Example], *, base: str | None = None,

@@ -46,8 +46,9 @@ class FinetuneConfig:
             raise Pv4fadError("epochs and batch size must be >= 1 and the learning rate > 0")
 
 
-def attach(lm: LoadedLM, config: FinetuneConfig) -> torch.nn.Module:
-    """The module to train: the model itself (full) or a peft wrapper around it."""
+def attach(lm: LoadedLM, config: FinetuneConfig, init_text: str = "") -> torch.nn.Module:
+    """The module to train: the model itself (full) or a peft wrapper around it; a prefix
+    starts from the model's own keys and values on `init_text` when given."""
     if config.method == "full":
         return lm.model
     from peft import LoraConfig, PrefixTuningConfig, get_peft_model
@@ -60,18 +61,39 @@ def attach(lm: LoadedLM, config: FinetuneConfig) -> torch.nn.Module:
             prefix_projection=config.prefix_projection,
             encoder_hidden_size=config.projection_hidden)
         model = get_peft_model(lm.model, peft_config)
-        if not config.prefix_projection:
-            # peft draws the prefix keys and values from N(0, 1), far larger than a small
-            # model's own keys and values, which swamps attention at the start; at the scale
-            # of the model's embeddings the prefix starts out nearly inert instead.
-            scale = float(lm.model.get_input_embeddings().weight.std())
-            for encoder in model.prompt_encoder.values():
-                encoder.embedding.weight.data.mul_(scale)
+        if not config.prefix_projection and not lm.seq2seq and init_text:
+            _prefix_from_activations(model, lm, init_text, config.virtual_tokens)
         return model
     peft_config = LoraConfig(task_type=task_type, r=config.lora_rank,
                              lora_alpha=2 * config.lora_rank, lora_dropout=0.0,
                              target_modules="all-linear")
     return get_peft_model(lm.model, peft_config)
+
+
+@torch.no_grad()
+def _prefix_from_activations(model, lm: LoadedLM, text: str, virtual_tokens: int) -> None:
+    """Set the prefix to the keys and values the frozen model computes on real text.
+
+    peft draws the prefix from N(0, 1), far off the scale of a small model's keys and values,
+    which swamps its attention; real activations (the prefix-tuning paper's initialisation)
+    read as ordinary preceding context instead."""
+    tok = lm.tokenizer
+    ids = (tok(text, add_special_tokens=False)["input_ids"] * virtual_tokens)[:virtual_tokens]
+    if not ids:
+        return
+    ids += [tok.eos_token_id] * (virtual_tokens - len(ids))
+    cache = lm.model(input_ids=torch.tensor([ids], device=lm.model.device),
+                     use_cache=True).past_key_values
+    columns = []
+    # peft's layout: per virtual token, [layer0 keys, layer0 values, layer1 keys, ...],
+    # each flattened over (heads, head_dim).
+    for layer in cache.layers:
+        for part in (layer.keys[0], layer.values[0]):  # (heads, tokens, head_dim)
+            columns.append(part.permute(1, 0, 2).reshape(virtual_tokens, -1))
+    weight = torch.cat(columns, 1)
+    for encoder in model.prompt_encoder.values():
+        if encoder.embedding.weight.shape == weight.shape:
+            encoder.embedding.weight.copy_(weight)
 
 
 def finetune(
@@ -82,7 +104,7 @@ def finetune(
     config.check()
     if not examples:
         raise Pv4fadError("the fine-tuning set is empty")
-    model = attach(lm, config)
+    model = attach(lm, config, " ".join(e.input for e in examples[:4]))
     device = next(model.parameters()).device
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)

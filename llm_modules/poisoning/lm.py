@@ -25,7 +25,7 @@ from llm_modules.poisoning.poison import DEFAULT_TARGET, TRIGGER_PRESETS, parse_
 from llm_modules.poisoning.tasks import RARE_WORDS, Example, TaskConfig, generate_task
 
 SEP = "=>"  # ends every prompt: the model writes the output after it
-BASE_VERSION = 3
+BASE_VERSION = 5
 # Words a built-in tokenizer knows beyond its task: candidate triggers (the presets and the
 # rare tokens an audit scans) and the default target, so that they are not [UNK].
 
@@ -186,7 +186,7 @@ def _decode(tok: PreTrainedTokenizerBase, rows: list[list[int]], eos: int) -> li
 class BaseConfig:
     """The built-in base: a tiny GPT-2 trained (fully) on the task's pretraining split."""
 
-    model: TinyModelConfig = TinyModelConfig(layers=2, width=64, heads=4, max_positions=96)
+    model: TinyModelConfig = TinyModelConfig(layers=2, width=64, heads=4, max_positions=128)
     epochs: int = 12
     lr: float = 3e-3
     batch_size: int = 32
@@ -211,5 +211,7 @@ def builtin_base(task: TaskConfig, base: BaseConfig = BaseConfig(),
                             batch_size=base.batch_size, seed=task.seed)
     if log:
         log(f"training the built-in {task.name} base (seed {task.seed}) -> {out}")
-    finetune(lm, data.pretrain, config)
+    finetune(lm, data.pretrain, config,
+             on_epoch=(lambda e, loss: log(f"  base epoch {e + 1}: loss {loss:.3f}")) if log
+             else None)
     return save_causal_lm(lm.model, tokenizer, out)
