@@ -9,7 +9,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from federation.errors import DataError
-from llm_modules.unlearning.data import Fact, encode_facts
+from llm_modules.unlearning.data import Fact, PromptFormat, encode_facts
 from llm_modules.unlearning.methods import make_method
 
 Mask = dict[str, torch.Tensor]  # parameter name -> 0/1 tensor of the parameter's shape
@@ -26,6 +26,7 @@ class UnlearnConfig:
     beta: float = 0.1
     max_grad_norm: float = 1.0
     seed: int = 0
+    prompt: PromptFormat | None = None  # None: the plain `question answer<eos>` format
 
 
 def unlearn(
@@ -62,11 +63,11 @@ def unlearn(
         losses = []
         for start in range(0, len(order), config.batch_size):
             chunk = [forget[i] for i in order[start : start + config.batch_size]]
-            forget_batch = encode_facts(tokenizer, chunk).to(device)
+            forget_batch = encode_facts(tokenizer, chunk, config.prompt).to(device)
             retain_batch = None
             if method.uses_retain:
                 retain_batch = encode_facts(
-                    tokenizer, _cycle(retain, retain_step, config.batch_size)
+                    tokenizer, _cycle(retain, retain_step, config.batch_size), config.prompt
                 ).to(device)
                 retain_step += 1
             loss = method.compute_loss(model, forget_batch, retain_batch)
