@@ -284,3 +284,37 @@ def test_cli_unlearns_and_evaluates_a_tofu_directory_with_the_chat_format(
     code, _, err = _pv4fad(monkeypatch, capsys, "llm", "eval-unlearning", "--model", str(out),
                            "--tofu-dir", str(tofu_dir), "--system-prompt", "x")
     assert code == 2 and "need --prompt-format chat" in err
+
+
+def test_open_unlearning_logs_round_trip_as_the_reference(tofu_dir, tmp_path):
+    from llm_modules.unlearning.openunlearning import (
+        metrics_from_retain_logs,
+        read_retain_logs,
+        write_results,
+    )
+
+    tokenizer = tiny_tokenizer()
+    config = TinyModelConfig(width=32, heads=2, layers=1, max_positions=64)
+    model = tiny_causal_lm(config, tokenizer, seed=3).eval()
+    retain_model = tiny_causal_lm(config, tokenizer, seed=4).eval()
+    splits = {"forget": load_tofu_split(tofu_dir, "forget01"),
+              "holdout": load_tofu_split(tofu_dir, "holdout01"),
+              "real_authors": load_tofu_split(tofu_dir, "real_authors")}
+    reference = score_splits(retain_model, tokenizer, splits, QA_FORMAT)
+    write_results(tmp_path / "retain", reference, m.report(reference))
+    logged = json.loads((tmp_path / "retain" / "TOFU_EVAL.json").read_text())
+    assert set(logged["forget_truth_ratio"]["value_by_index"]) == {"0", "1"}
+    assert "ra_Q_A_Prob_normalised" in logged and "mia_min_k" in logged
+    summary = json.loads((tmp_path / "retain" / "TOFU_SUMMARY.json").read_text())
+    forget_prob = m.probability(reference["forget"].answer_nll)
+    assert summary["forget_Q_A_Prob"] == pytest.approx(forget_prob)
+    scores = score_splits(model, tokenizer, splits, QA_FORMAT)
+    direct = m.report(scores, reference)
+    via_logs = metrics_from_retain_logs(scores, m.report(scores),
+                                        read_retain_logs(tmp_path / "retain" / "TOFU_EVAL.json"))
+    for name in ("forget_quality", "privleak"):
+        assert via_logs[name] == pytest.approx(direct[name], abs=1e-9)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(DataError, match="neither forget_truth_ratio"):
+        read_retain_logs(bad)

@@ -13,6 +13,11 @@ from llm_modules.unlearning.data import QA_FORMAT, PromptFormat, load_facts, loa
 from llm_modules.unlearning.evaluate import score_splits
 from llm_modules.unlearning.methods import METHODS
 from llm_modules.unlearning.metrics import report
+from llm_modules.unlearning.openunlearning import (
+    metrics_from_retain_logs,
+    read_retain_logs,
+    write_results,
+)
 from llm_modules.unlearning.spunge import MERGES, split_by_attribute, spunge
 from llm_modules.unlearning.trainer import UnlearnConfig, unlearn
 from llm_modules.unlearning.wagle import MASK_KINDS, build_mask
@@ -34,7 +39,13 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--epochs", type=int, default=10)
     run.add_argument("--lr", type=float, default=4e-4)
     run.add_argument("--batch-size", type=int, default=8)
-    run.add_argument("--beta", type=float, default=0.1, help="NPO inverse temperature")
+    run.add_argument("--beta", type=float, help="inverse temperature of NPO / IdkDPO "
+                     "(default 0.1) and SimNPO (default 4.5)")
+    run.add_argument("--gamma", type=float, default=1.0, help="weight of the forget term")
+    run.add_argument("--alpha", type=float, default=1.0, help="weight of the retain term")
+    run.add_argument("--delta", type=float, default=0.0, help="SimNPO's margin")
+    run.add_argument("--retain-loss", default="nll", choices=["nll", "kl"],
+                     help="retain term: NLL, or KL to the starting model")
     run.add_argument("--seed", type=int, default=0)
     _add_prompt_options(run)
     run.add_argument("--json", action="store_true")
@@ -54,6 +65,10 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
                           choices=["forget01", "forget05", "forget10"])
     _add_prompt_options(evaluate)
     evaluate.add_argument("--retain-model", help="retain-only model (forget quality, privleak)")
+    evaluate.add_argument("--retain-logs", help="instead of --retain-model: open-unlearning's "
+                          "TOFU_EVAL.json of the retain model (forget_truth_ratio, mia_min_k)")
+    evaluate.add_argument("--results-out", type=Path, help="write DIR/TOFU_EVAL.json and "
+                          "DIR/TOFU_SUMMARY.json in open-unlearning's layout")
     evaluate.add_argument("--scores-out", type=Path,
                           help="write the per-fact membership scores (min-k%%) of the forget "
                                "and holdout sets to DIR/mia_scores.json, for `pv4fad audit DIR`")
@@ -106,7 +121,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     model, tokenizer = load_causal_lm(args.model)
     config = UnlearnConfig(
         method=args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        beta=args.beta, seed=args.seed, prompt=prompt_format(args),
+        beta=args.beta, gamma=args.gamma, alpha=args.alpha, delta=args.delta,
+        retain_loss=args.retain_loss, seed=args.seed, prompt=prompt_format(args),
     )
 
     def mask_for(worker, subset):
@@ -157,6 +173,9 @@ def eval_splits(args: argparse.Namespace) -> dict[str, list]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     fmt = prompt_format(args)  # option errors before any file is read
+    if args.retain_model and args.retain_logs:
+        raise Pv4fadError("eval-unlearning: give --retain-model or --retain-logs, not both")
+    logs = read_retain_logs(args.retain_logs) if args.retain_logs else None
     splits = eval_splits(args)
     model, tokenizer = load_causal_lm(args.model)
     reference = None
@@ -165,6 +184,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         reference = score_splits(retain_model, retain_tokenizer, splits, fmt)
     scores = score_splits(model, tokenizer, splits, fmt)
     metrics = report(scores, reference)
+    if logs is not None:
+        metrics = metrics_from_retain_logs(scores, metrics, logs)
+    if args.results_out is not None:
+        write_results(args.results_out, scores, metrics)
     if args.scores_out is not None:
         _write_mia_scores(args.scores_out, scores, reference)
     human = "\n".join(f"{name:32s} {value:.4f}" for name, value in metrics.items())
