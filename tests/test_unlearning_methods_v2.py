@@ -155,3 +155,25 @@ def test_idknll_run_raises_the_refusals_probability(tiny):
     with torch.no_grad():
         after = _hf_mean_nll(model, tokenizer, QUESTIONS[0], IDK_ANSWERS[0])
     assert after < before - 0.5
+
+
+def test_rmu_averages_per_example_then_over_the_batch():
+    from llm_modules.unlearning.data import QABatch
+    from llm_modules.unlearning.methods import RMU
+
+    hidden = torch.tensor([[[1.0, 3.0], [2.0, 2.0], [9.0, 9.0]],
+                           [[0.0, 2.0], [4.0, 0.0], [1.0, 1.0]]])
+    labels = torch.tensor([[-100, 5, -100], [-100, 5, 6]])
+    batch = QABatch(torch.zeros_like(labels), torch.ones_like(labels), labels)
+    # Example 0: one answer token, mean over units of (4, 4) = 4. Example 1: tokens with
+    # means 8 and 1 -> 4.5. Batch mean 4.25 (pooled tokens would give (4 + 8 + 1) / 3).
+    got = RMU.activation_loss(hidden, torch.zeros_like(hidden), batch)
+    assert float(got) == pytest.approx(4.25, abs=1e-6)
+
+
+def test_rmu_layer_and_steering_are_settable(tiny):
+    model, _ = tiny
+    method = make_method("rmu", model, options=MethodOptions(steering=3.0, rmu_layer=0))
+    assert method.layer == 1 and float(method.control.norm()) == pytest.approx(3.0, abs=1e-5)
+    with pytest.raises(Pv4fadError, match="--rmu-layer must be in"):
+        make_method("rmu", model, options=MethodOptions(rmu_layer=5))

@@ -170,3 +170,29 @@ def test_benchmark_settings_reject_a_non_positive_seed_count():
     assert settings(quick=True).seeds == (0, 1, 2)
     with pytest.raises(Pv4fadError, match="--seeds must be at least 1"):
         settings(quick=False, seeds=0)
+
+
+def test_further_membership_scores_by_hand():
+    assert m.loss_score(1.5) == -1.5
+    # zlib.compress(b"abc") is 11 bytes (2 header + 5 deflate + 4 adler32).
+    assert m.zlib_score(2.0, "abc") == pytest.approx(-2.0 / 11, abs=1e-9)
+    # z = (lp - mu) / sqrt(sigma) = (0, -0.5, -4); lowest max(1, int(0.4 * 3)) = 1 -> -4.
+    assert m.min_k_plus_plus_score([-1.0, -2.0, -3.0], [-1.0, -1.0, -1.0],
+                                   [1.0, 4.0, 0.25]) == pytest.approx(-4.0, abs=1e-6)
+    # sigma floored at 1e-6: (-1 - 0) / 1e-3.
+    assert m.min_k_plus_plus_score([-1.0], [0.0], [0.0]) == pytest.approx(-1000.0, abs=1e-6)
+    assert m.min_k_plus_plus_score([], [], []) == 0.0
+
+
+def test_report_gives_an_auc_per_attack():
+    def split(nll, zl, mkpp):
+        return m.SplitScores([nll], [0.0], [[1.0]], [1.0], [1.0], [-nll],
+                             zlib=[zl], min_k_plus_plus=[mkpp])
+
+    scores = {"forget": split(0.1, -0.01, -0.5), "holdout": split(2.0, -0.2, -3.0)}
+    out = m.report(scores)
+    assert out["mia_loss_auc"] == 1.0 and out["mia_zlib_auc"] == 1.0
+    assert out["mia_min_k_plus_plus_auc"] == 1.0
+    scores["holdout"] = split(0.05, -0.001, 0.0)
+    out = m.report(scores)
+    assert out["mia_loss_auc"] == 0.0 and out["mia_min_k_plus_plus_auc"] == 0.0

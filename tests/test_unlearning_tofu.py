@@ -222,7 +222,8 @@ def test_a_tofu_sample_evaluates_under_the_chat_format(tofu_dir):
     reference = score_splits(retain_model, tokenizer, splits, CHAT)
     out = m.report(scores, reference)
     for name in ("forget_truth_ratio", "forget_quality", "model_utility", "privleak",
-                 "real_authors_probability", "world_facts_truth_ratio", "holdout_probability"):
+                 "real_authors_probability", "world_facts_truth_ratio", "holdout_probability",
+                 "mia_loss_auc", "mia_zlib_auc", "mia_min_k_plus_plus_auc"):
         assert name in out and math.isfinite(out[name]), name
     assert "holdout_truth_ratio" not in out
     # real_authors_probability against HF's own loss: P_answer / (P_answer + sum P_perturbed).

@@ -46,6 +46,9 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--delta", type=float, default=0.0, help="SimNPO's margin")
     run.add_argument("--retain-loss", default="nll", choices=["nll", "kl"],
                      help="retain term: NLL, or KL to the starting model")
+    run.add_argument("--steering", type=float, default=20.0, help="RMU steering coefficient")
+    run.add_argument("--rmu-layer", type=int, help="RMU: decoder block whose output is steered "
+                     "(0-based; default the middle one)")
     run.add_argument("--seed", type=int, default=0)
     _add_prompt_options(run)
     run.add_argument("--json", action="store_true")
@@ -123,6 +126,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         method=args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         beta=args.beta, gamma=args.gamma, alpha=args.alpha, delta=args.delta,
         retain_loss=args.retain_loss, seed=args.seed, prompt=prompt_format(args),
+        steering=args.steering, rmu_layer=args.rmu_layer,
     )
 
     def mask_for(worker, subset):

@@ -8,15 +8,17 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from federation.errors import DataError
-from llm_modules.unlearning.data import Fact, PromptFormat, encode_pairs, prompt_ids
+from llm_modules.unlearning.data import IGNORE, Fact, PromptFormat, encode_pairs, prompt_ids
 from llm_modules.unlearning.metrics import (
     OPTION_SPLITS,
     Scores,
     SplitScores,
     extraction_strength,
+    min_k_plus_plus_score,
     min_k_score,
     report,
     rouge_l_recall,
+    zlib_score,
 )
 from llm_modules.unlearning.scoring import answer_token_logprobs
 
@@ -51,6 +53,35 @@ def _token_stats(
                     targets[row][keep].tolist(),
                 )
             )
+    return out
+
+
+@torch.no_grad()
+def _vocab_moments(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    fmt: PromptFormat | None = None,
+) -> list[tuple[list[float], list[float]]]:
+    """Per pair and answer position: mean and variance of log p under the model's own
+    next-token distribution (what Min-k %++ normalises by)."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(questions), EVAL_BATCH):
+        batch = encode_pairs(
+            tokenizer, questions[start : start + EVAL_BATCH],
+            answers[start : start + EVAL_BATCH], fmt,
+        ).to(device)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        prob = logp.exp()
+        mu = (prob * logp).sum(-1)
+        sigma = (prob * logp.square()).sum(-1) - mu.square()
+        valid = batch.labels[:, 1:] != IGNORE
+        for row in range(valid.shape[0]):
+            keep = valid[row]
+            out.append((mu[row][keep].tolist(), sigma[row][keep].tolist()))
     return out
 
 
@@ -138,14 +169,23 @@ def score_split(
     longest = max(len(targets) for _, _, targets in answer)
     generations = greedy_answers(model, tokenizer, questions, longest + 4, fmt)
     trimmed = [_without_eos(stats) for stats in answer]
+    moments = _vocab_moments(model, tokenizer, questions, [f.answer for f in facts], fmt)
+    answer_nll = _mean_nll(answer)
+    # zlib compresses the answer's label text as decoded without special tokens
+    texts = [tokenizer.decode(t, skip_special_tokens=True) for _, _, t in answer]
     return SplitScores(
-        answer_nll=_mean_nll(answer),
+        answer_nll=answer_nll,
         paraphrase_nll=paraphrase_nll,
         perturbed_nll=perturbed,
         rouge=[rouge_l_recall(g, f.answer) for g, f in zip(generations, facts, strict=True)],
         extraction=[extraction_strength(p, t) for _, p, t in trimmed],
         min_k=[min_k_score(lp) for lp, _, _ in trimmed],
         answer_based=answer_based,
+        zlib=[zlib_score(n, t) for n, t in zip(answer_nll, texts, strict=True)],
+        min_k_plus_plus=[
+            min_k_plus_plus_score(lp, mu[:-1], sigma[:-1])
+            for (lp, _, _), (mu, sigma) in zip(trimmed, moments, strict=True)
+        ],
     )
 
 

@@ -43,6 +43,8 @@ class MethodOptions:
     delta: float = 0.0
     retain_loss: str = "nll"
     seed: int = 0
+    steering: float = 20.0  # RMU's steering coefficient (set for the tiny benchmark model)
+    rmu_layer: int | None = None  # RMU's hooked decoder block; None: the middle one
 
 
 RETAIN_LOSSES = ("nll", "kl")
@@ -249,36 +251,53 @@ class IdkDPO(_Idk):
 
 @register_method("rmu")
 class RMU(GradDiff):
-    """Representation misdirection: at a middle layer, push the forget answers' hidden states
-    towards a fixed random direction (length `steering`) and hold the retain answers' hidden
-    states at the frozen starting model's (weight `alpha`); mean squared errors."""
-
-    steering = 20.0
-    alpha = 1.0
+    """Representation misdirection: at one layer, push the forget answers' hidden states
+    towards a fixed random direction of length `steering` and hold the retain answers'
+    hidden states at the frozen starting model's; gamma * forget MSE + alpha * retain MSE.
+    Each MSE is open-unlearning's: per example the mean over answer tokens of the mean over
+    hidden units of the squared difference, then the mean over examples.
+    `rmu_layer` L hooks the output of decoder block L (open-unlearning's `model.layers.L`;
+    HF's hidden_states[L + 1]); by default block n_layers // 2 - 1 (at least 0)."""
 
     def prepare(self, model: PreTrainedModel, beta: float) -> None:
-        self.reference = copy.deepcopy(model).eval()
-        for param in self.reference.parameters():
-            param.requires_grad_(False)
-        self.layer = max(1, model.config.num_hidden_layers // 2)
+        self.reference = _frozen_copy(model)
+        blocks = model.config.num_hidden_layers
+        layer = self.options.rmu_layer
+        if layer is None:
+            layer = max(1, blocks // 2) - 1
+        if not 0 <= layer < blocks:
+            raise Pv4fadError(f"--rmu-layer must be in [0, {blocks - 1}], got {layer}")
+        self.layer = layer + 1
         direction = torch.rand(model.config.hidden_size)
         device = next(model.parameters()).device
-        self.control = (self.steering * direction / direction.norm()).to(device)
+        self.control = (self.options.steering * direction / direction.norm()).to(device)
 
     def _hidden(self, model: PreTrainedModel, batch: QABatch) -> torch.Tensor:
         out = model(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask,
             output_hidden_states=True,
         )
-        return out.hidden_states[self.layer].float()[batch.labels != IGNORE]
+        return out.hidden_states[self.layer].float()
+
+    @staticmethod
+    def activation_loss(hidden: torch.Tensor, target: torch.Tensor,
+                        batch: QABatch) -> torch.Tensor:
+        mask = (batch.labels != IGNORE).float()
+        per_token = (hidden - target).pow(2).mean(dim=-1)
+        return ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
 
     def compute_loss(
-        self, model: PreTrainedModel, forget: QABatch, retain: QABatch | None
+        self, model: PreTrainedModel, forget: QABatch, retain: QABatch | None,
+        alternate: QABatch | None = None,
     ) -> torch.Tensor:
         hidden = self._hidden(model, forget)
-        loss = F.mse_loss(hidden, self.control.expand_as(hidden))
+        loss = self.options.gamma * self.activation_loss(
+            hidden, self.control.expand_as(hidden), forget
+        )
         if retain is not None:
             with torch.no_grad():
                 target = self._hidden(self.reference, retain)
-            loss = loss + self.alpha * F.mse_loss(self._hidden(model, retain), target)
+            loss = loss + self.options.alpha * self.activation_loss(
+                self._hidden(model, retain), target, retain
+            )
         return loss

@@ -7,8 +7,9 @@ the splits it reads and whether it needs the retain-only model's scores.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import hmean, ks_2samp
@@ -96,6 +97,30 @@ def min_k_score(token_logprobs: Sequence[float], k: float = MIN_K) -> float:
     return float(np.mean(values[:count]))
 
 
+def loss_score(mean_nll: float) -> float:
+    """LOSS attack: -mean answer NLL (<eos> included), higher = more member-like."""
+    return -float(mean_nll)
+
+
+def zlib_score(mean_nll: float, text: str) -> float:
+    """zlib attack: -(mean NLL / zlib-compressed byte length of the answer text); open-
+    unlearning's score with the sign flipped (higher = more member-like)."""
+    return -float(mean_nll) / len(zlib.compress(text.encode("utf-8")))
+
+
+def min_k_plus_plus_score(token_logprobs: Sequence[float], mu: Sequence[float],
+                          sigma: Sequence[float], k: float = MIN_K) -> float:
+    """Min-k %++: per token (log p - mu) / sqrt(sigma), mu and sigma the mean and variance of
+    log p under the model's own next-token distribution (sigma floored at 1e-6); the mean
+    of the lowest max(1, floor(k n)) (higher = more member-like). An empty answer scores 0."""
+    lp = np.asarray(token_logprobs, dtype=float)
+    if lp.size == 0:
+        return 0.0
+    z = (lp - np.asarray(mu, dtype=float)) / np.sqrt(np.maximum(np.asarray(sigma, float), 1e-6))
+    count = max(1, int(k * len(z)))
+    return float(np.mean(np.sort(z)[:count]))
+
+
 def mia_auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -> float:
     """AUC of telling members (forget) from non-members (holdout) by score."""
     labels = [1] * len(member_scores) + [0] * len(nonmember_scores)
@@ -128,6 +153,9 @@ class SplitScores:
     extraction: list[float]
     min_k: list[float]
     answer_based: bool = False
+    # further membership scores per fact (higher = more member-like); empty if not computed
+    zlib: list[float] = field(default_factory=list)
+    min_k_plus_plus: list[float] = field(default_factory=list)
 
     @property
     def has_truth_ratio(self) -> bool:
@@ -225,6 +253,26 @@ def _forget_quality(scores: Scores, reference: Scores | None) -> float | None:
 @report_metric("mia_auc", ("forget", "holdout"))
 def _mia_auc(scores: Scores, _reference: Scores | None) -> float:
     return mia_auc(scores["forget"].min_k, scores["holdout"].min_k)
+
+
+@report_metric("mia_loss_auc", ("forget", "holdout"))
+def _mia_loss(scores: Scores, _reference: Scores | None) -> float:
+    return mia_auc([loss_score(v) for v in scores["forget"].answer_nll],
+                   [loss_score(v) for v in scores["holdout"].answer_nll])
+
+
+@report_metric("mia_zlib_auc", ("forget", "holdout"))
+def _mia_zlib(scores: Scores, _reference: Scores | None) -> float | None:
+    if not (scores["forget"].zlib and scores["holdout"].zlib):
+        return None
+    return mia_auc(scores["forget"].zlib, scores["holdout"].zlib)
+
+
+@report_metric("mia_min_k_plus_plus_auc", ("forget", "holdout"))
+def _mia_min_k_pp(scores: Scores, _reference: Scores | None) -> float | None:
+    if not (scores["forget"].min_k_plus_plus and scores["holdout"].min_k_plus_plus):
+        return None
+    return mia_auc(scores["forget"].min_k_plus_plus, scores["holdout"].min_k_plus_plus)
 
 
 @report_metric("privleak", ("forget", "holdout", "reference"))

@@ -113,8 +113,11 @@ def eval_logs(scores: Scores, metrics: dict[str, float]) -> dict[str, Any]:
         if split == "forget":
             logs["extraction_strength"] = _entry(float(np.mean(s.extraction)),
                                                  _by_index(s.extraction, "score"))
-    if "mia_auc" in metrics:
-        logs["mia_min_k"] = _entry(metrics["mia_auc"])
+    for ours, theirs in (("mia_auc", "mia_min_k"), ("mia_loss_auc", "mia_loss"),
+                         ("mia_zlib_auc", "mia_zlib"),
+                         ("mia_min_k_plus_plus_auc", "mia_min_k_plus_plus")):
+        if ours in metrics:
+            logs[theirs] = _entry(metrics[ours])
     for name in ("forget_quality", "model_utility", "privleak"):
         if name in metrics:
             logs[name] = _entry(metrics[name])

@@ -28,6 +28,8 @@ class UnlearnConfig:
     alpha: float = 1.0  # weight of the retain term
     delta: float = 0.0  # SimNPO's margin
     retain_loss: str = "nll"  # or "kl": KL to the starting model on retain batches
+    steering: float = 20.0  # RMU
+    rmu_layer: int | None = None  # RMU; None: the middle block
     max_grad_norm: float = 1.0
     seed: int = 0
     prompt: PromptFormat | None = None  # None: the plain `question answer<eos>` format
@@ -53,7 +55,8 @@ def unlearn(
     torch.manual_seed(config.seed)  # before the method: RMU draws its random direction
     method = make_method(config.method, model, options=MethodOptions(
         beta=config.beta, gamma=config.gamma, alpha=config.alpha, delta=config.delta,
-        retain_loss=config.retain_loss, seed=config.seed,
+        retain_loss=config.retain_loss, seed=config.seed, steering=config.steering,
+        rmu_layer=config.rmu_layer,
     ))
     if method.uses_retain and not retain:
         raise DataError(f"method {config.method!r} needs a retain split, and it is empty")
