@@ -121,7 +121,7 @@ def _unlearn_subset(content: RecordDict, data: WorkerData) -> RecordDict:
         epochs=int(settings["epochs"]),
         lr=float(settings["lr"]),
         batch_size=int(settings["batch_size"]),
-        beta=float(settings["beta"]),
+        beta=float(settings["beta"]) or None,  # 0: the method's own default
         seed=int(settings["seed"]),
     )
     ratio = float(settings["wagle_ratio"])

@@ -57,7 +57,7 @@ class FederatedSpungeConfig:
         u = self.unlearn
         return ConfigRecord({
             "model_path": self.model_path, "method": u.method, "epochs": u.epochs,
-            "lr": u.lr, "batch_size": u.batch_size, "beta": u.beta, "seed": u.seed,
+            "lr": u.lr, "batch_size": u.batch_size, "beta": u.beta or 0.0, "seed": u.seed,
             "keep": self.keep, "wagle_ratio": self.wagle_ratio, "mask_kind": self.mask_kind,
             "transcript_dir": self.transcript_dir,
         })

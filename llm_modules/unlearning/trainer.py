@@ -9,8 +9,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from federation.errors import DataError
-from llm_modules.unlearning.data import Fact, encode_facts
-from llm_modules.unlearning.methods import make_method
+from llm_modules.unlearning.data import Fact, PromptFormat, encode_facts, encode_pairs
+from llm_modules.unlearning.methods import MethodOptions, make_method
 
 Mask = dict[str, torch.Tensor]  # parameter name -> 0/1 tensor of the parameter's shape
 
@@ -23,9 +23,16 @@ class UnlearnConfig:
     epochs: int = 10
     lr: float = 1e-3
     batch_size: int = 8
-    beta: float = 0.1
+    beta: float | None = None  # None: the method's default (NPO, IdkDPO 0.1; SimNPO 4.5)
+    gamma: float = 1.0  # weight of the forget term
+    alpha: float = 1.0  # weight of the retain term
+    delta: float = 0.0  # SimNPO's margin
+    retain_loss: str = "nll"  # or "kl": KL to the starting model on retain batches
+    steering: float = 20.0  # RMU
+    rmu_layer: int | None = None  # RMU; None: the middle block
     max_grad_norm: float = 1.0
     seed: int = 0
+    prompt: PromptFormat | None = None  # None: the plain `question answer<eos>` format
 
 
 def unlearn(
@@ -46,7 +53,11 @@ def unlearn(
     if not forget:
         raise DataError("the forget split is empty: nothing to unlearn")
     torch.manual_seed(config.seed)  # before the method: RMU draws its random direction
-    method = make_method(config.method, model, beta=config.beta)
+    method = make_method(config.method, model, options=MethodOptions(
+        beta=config.beta, gamma=config.gamma, alpha=config.alpha, delta=config.delta,
+        retain_loss=config.retain_loss, seed=config.seed, steering=config.steering,
+        rmu_layer=config.rmu_layer,
+    ))
     if method.uses_retain and not retain:
         raise DataError(f"method {config.method!r} needs a retain split, and it is empty")
     device = next(model.parameters()).device
@@ -62,14 +73,21 @@ def unlearn(
         losses = []
         for start in range(0, len(order), config.batch_size):
             chunk = [forget[i] for i in order[start : start + config.batch_size]]
-            forget_batch = encode_facts(tokenizer, chunk).to(device)
+            forget_batch = encode_facts(tokenizer, chunk, config.prompt).to(device)
             retain_batch = None
             if method.uses_retain:
                 retain_batch = encode_facts(
-                    tokenizer, _cycle(retain, retain_step, config.batch_size)
+                    tokenizer, _cycle(retain, retain_step, config.batch_size), config.prompt
                 ).to(device)
                 retain_step += 1
-            loss = method.compute_loss(model, forget_batch, retain_batch)
+            if method.uses_alternate:
+                alternate = encode_pairs(
+                    tokenizer, [f.question for f in chunk],
+                    method.alternate_answers(len(chunk)), config.prompt,
+                ).to(device)
+                loss = method.compute_loss(model, forget_batch, retain_batch, alternate)
+            else:
+                loss = method.compute_loss(model, forget_batch, retain_batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if mask is not None:
