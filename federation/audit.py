@@ -1,5 +1,5 @@
 """Audit of a run from its transcript ledger: what crossed which boundary, and the checks
-of the who-may-learn-what table (design.md §4)."""
+of the who-may-learn-what table (docs/protocol.md, "What each party learns")."""
 
 from __future__ import annotations
 
