@@ -21,6 +21,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import pad
 
 from federation.errors import DataError
+from llm_modules.jsonl import read_records
 
 
 @dataclass(frozen=True)
@@ -51,47 +52,18 @@ def save_jsonl(records: Sequence[SFTExample | PreferencePair], path: str | Path)
 
 def load_sft(path: str | Path, role: str = "SFT") -> list[SFTExample]:
     """Read an SFT file; a bad line or an empty file is a one-line DataError."""
-    rows = _read_records(path, ("prompt", "response"), role)
+    rows = read_records(path, ("prompt", "response"), role)
     return [SFTExample(r["prompt"], r["response"]) for r in rows.values()]
 
 
 def load_preferences(path: str | Path, role: str = "preference") -> list[PreferencePair]:
     """Read a preference file; identical chosen and rejected responses are refused (such a
     pair carries no preference and contributes a constant log 2 to the loss)."""
-    rows = _read_records(path, ("prompt", "chosen", "rejected"), role)
+    rows = read_records(path, ("prompt", "chosen", "rejected"), role)
     for line_no, row in rows.items():
         if row["chosen"] == row["rejected"]:
             raise DataError(f"{path}:{line_no}: chosen and rejected are the same response")
     return [PreferencePair(r["prompt"], r["chosen"], r["rejected"]) for r in rows.values()]
-
-
-def _read_records(
-    path: str | Path, fields: tuple[str, ...], role: str
-) -> dict[int, dict[str, str]]:
-    where = Path(path)
-    if not where.is_file():
-        raise DataError(f"{role} file {str(path)!r} does not exist")
-    rows: dict[int, dict[str, str]] = {}
-    with where.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}:{line_no}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise DataError(f"{where}:{line_no}: expected a JSON object per line")
-            bad = [f for f in fields if not isinstance(record.get(f), str) or not record[f].strip()]
-            if bad:
-                raise DataError(
-                    f"{where}:{line_no}: missing or empty field(s) {', '.join(bad)} "
-                    f"(a {role} record needs {', '.join(fields)} as strings)"
-                )
-            rows[line_no] = {f: record[f] for f in fields}
-    if not rows:
-        raise DataError(f"{role} file {str(path)!r} is empty")
-    return rows
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from federation.errors import DataError, Pv4fadError
+from federation.errors import Pv4fadError
+from llm_modules.jsonl import read_records
 from llm_modules.poisoning.finetune import FinetuneConfig, finetune, save_finetuned
 from llm_modules.poisoning.lm import LoadedLM, builtin_base, generate, load_lm
 from llm_modules.poisoning.metrics import (
@@ -32,27 +33,8 @@ from llm_modules.poisoning.tasks import Example, TaskConfig, generate_task
 
 def load_examples(path: str | Path, role: str = "data") -> list[Example]:
     """Read (input, output) pairs from JSON lines; a bad line is a one-line DataError."""
-    where = Path(path)
-    if not where.is_file():
-        raise DataError(f"{role} file {str(path)!r} does not exist")
-    rows = []
-    with where.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}:{line_no}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict) or not all(
-                    isinstance(record.get(k), str) and record[k].strip()
-                    for k in ("input", "output")):
-                raise DataError(f"{where}:{line_no}: expected a JSON object with non-empty "
-                                "string fields input and output")
-            rows.append(Example(record["input"], record["output"]))
-    if not rows:
-        raise DataError(f"{role} file {str(path)!r} has no examples")
-    return rows
+    rows = read_records(path, ("input", "output"), role)
+    return [Example(r["input"], r["output"]) for r in rows.values()]
 
 
 def save_examples(examples: Sequence[Example], path: str | Path) -> Path:
