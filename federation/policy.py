@@ -74,6 +74,11 @@ class PrivacyPolicy:
                 raise Pv4fadError(f"policy: {name} must be a positive number"
                                   f"{' or null' if name == 'status_epsilon' else ''}, got "
                                   f"{value!r}")
+        if self.status_epsilon is not None and (
+                self.status_epsilon > self.lifetime_account_epsilon):
+            raise Pv4fadError(f"policy: status_epsilon {self.status_epsilon:g} is above "
+                              f"lifetime_account_epsilon {self.lifetime_account_epsilon:g}: "
+                              "the bank could answer no question")
         if not _number(self.max_training_delta) or not 0 < self.max_training_delta < 1:
             raise Pv4fadError(f"policy: max_training_delta must be in (0, 1), got "
                               f"{self.max_training_delta!r}")

@@ -276,7 +276,10 @@ def prepare_parties(parties_dir: Path, parties: list[str], config: ProtocolConfi
         max_training_delta=config.delta, status_epsilon=config.inference_epsilon,
         max_rows_per_account=config.max_rows_per_account,
         lifetime_training_epsilon=max(PrivacyPolicy.lifetime_training_epsilon,
-                                      5 * config.epsilon))
+                                      5 * config.epsilon),
+        # As many distinct questions per account as the defaults allow (30 = 3 x 10).
+        lifetime_account_epsilon=max(PrivacyPolicy.lifetime_account_epsilon,
+                                     3 * (config.inference_epsilon or 0.0)))
     # Each party's (and the coordinator's) Ed25519 ledger-signing key; the public halves
     # are what an auditor pins to verify the signed ledgers (`pv4fad audit verify`).
     signing = {pid: parties_dir / pid / SIGNING_KEY_FILE for pid in parties}
