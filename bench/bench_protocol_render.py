@@ -143,8 +143,10 @@ def _labels(results: dict[str, Any]) -> list[str]:
     def test_s(reps: list[dict[str, Any]]) -> float:
         return _med([sum(r["phase_s"].values()) for r in reps])
 
-    lines = ["", f"Label-only inference (scenario01, test stage on the trained run of the "
-             f"first row above, {len(ll)} runs of each mode alternately, medians):", "",
+    lines = ["", f"Label-only inference (scenario01, the test stage of one trained default "
+             f"run, training epsilon 1, status epsilon 10; {len(ll)} runs of each mode "
+             "alternately, medians; wall times on a shared machine, compare them within "
+             "the table):", "",
              "| mode | test-stage phases s | bytes (all parties) | precision | recall |",
              "|---|---|---|---|---|"]
     for name, reps in (("scores, then threshold 0.5", s), ("labels (CrypTen)", ll)):
