@@ -7,8 +7,10 @@ content checks, attacks, HTML report) and each attack's result against its DP bo
 Each status epsilon is one default `pv4fad simulate` (about 3 minutes on 2 cores), kept
 under --runs and reused on a rerun (resumable); the audit is then timed --reps times on
 the first one (the default configuration), and once on each of the others for the attack
-figures. The section is written to --out and the figures to docs/benchmarks/audit.json;
-bench/assemble.py puts the section into docs/benchmarks.md.
+figures. The other default scenarios (--scenarios) get one run each at the first status
+epsilon, audited once: an honest run of every default scenario must pass. The section is
+written to --out and the figures to docs/benchmarks/audit.json; bench/assemble.py puts the
+section into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 PV4FAD = REPO / ".venv" / "bin" / "pv4fad"
 
 
-def _run(runs: Path, status_epsilon: str, data: Path | None) -> Path:
-    out = runs / f"status-eps-{status_epsilon}"
+def _run(runs: Path, status_epsilon: str, data: Path | None, scenario: str = "scenario01"
+         ) -> Path:
+    out = runs / (f"status-eps-{status_epsilon}" if scenario == "scenario01"
+                  else f"{scenario}-status-eps-{status_epsilon}")
     if (out / "summary.json").is_file():
         print(f"reusing {out}", file=sys.stderr, flush=True)
         return out
@@ -36,6 +40,7 @@ def _run(runs: Path, status_epsilon: str, data: Path | None) -> Path:
         shutil.rmtree(out)
     started = time.perf_counter()
     cmd = [str(PV4FAD), "simulate", "--out", str(out), "--inference-epsilon", status_epsilon,
+           "--scenario", scenario,
            # A generous timeout: on a loaded machine the PNS's training setup on the
            # default data can take longer than the protocol's default.
            "--timeout", "3600", "--json", *(["--data", str(data)] if data else [])]
@@ -87,6 +92,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path,
                         help="challenge-layout data (default: the embedded default data)")
     parser.add_argument("--data-label", help="how the section names --data")
+    parser.add_argument("--scenarios", default="scenario02,scenario03",
+                        help="further scenarios, one run each at the first status epsilon, "
+                             "audited once for the verdict")
     args = parser.parse_args()
     epsilons = [e.strip() for e in args.status_epsilons.split(",") if e.strip()]
     runs = {e: _run(args.runs, e, args.data) for e in epsilons}
@@ -102,6 +110,10 @@ def main() -> None:
               flush=True)
     for e in epsilons[1:]:
         results[e] = _audit(runs[e], args.runs / f"report-{e}.html")[1]
+    others = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    scenario_results = {
+        s: _audit(_run(args.runs, epsilons[0], args.data, s),
+                  args.runs / f"report-{s}.html")[1] for s in others}
     summary = json.loads((first / "summary.json").read_text())
     html_kib = (args.runs / "report.html").stat().st_size / 1024
     figures = {
@@ -111,6 +123,9 @@ def main() -> None:
         "results": {e: {"passed": r["passed"], "failed": r["failed"],
                         "attacks": [{k: v for k, v in a.items() if k != "curve"}
                                     for a in r["attacks"]]} for e, r in results.items()},
+        "scenarios": {s: {"status_epsilon": epsilons[0], "passed": r["passed"],
+                          "failed": r["failed"], "seconds": r["seconds"]}
+                      for s, r in scenario_results.items()},
     }
     (args.out.parent / "audit.json").write_text(json.dumps(figures, indent=1, default=str))
     res = results[epsilons[0]]
@@ -120,6 +135,10 @@ def main() -> None:
     verdicts = ", ".join(
         f"status epsilon {e}: " + ("pass" if r["passed"] else f"FAIL ({', '.join(r['failed'])})")
         for e, r in results.items())
+    verdicts += "".join(
+        f", {s} at status epsilon {epsilons[0]}: "
+        + ("pass" if r["passed"] else f"FAIL ({', '.join(r['failed'])})")
+        + f" (audit {r['seconds']:.0f} s)" for s, r in scenario_results.items())
     lines = [
         "## Privacy audit",
         "",
