@@ -49,7 +49,7 @@ def _run(runs: Path, status_epsilon: str, data: Path | None) -> Path:
 
 def _audit(run: Path, html: Path) -> tuple[float, dict]:
     started = time.perf_counter()
-    done = subprocess.run([str(PV4FAD), "audit", str(run), "--json", "--html", str(html)],
+    done = subprocess.run([str(PV4FAD), "audit", "--out", str(run), "--json", "--html", str(html)],
                           capture_output=True, text=True, timeout=1800, check=False)
     wall = time.perf_counter() - started
     if done.returncode not in (0, 1):
