@@ -54,7 +54,7 @@ def _run(runs: Path, status_epsilon: str, data: Path | None, scenario: str = "sc
 
 def _audit(run: Path, html: Path) -> tuple[float, dict]:
     started = time.perf_counter()
-    done = subprocess.run([str(PV4FAD), "audit", str(run), "--json", "--html", str(html)],
+    done = subprocess.run([str(PV4FAD), "audit", "--out", str(run), "--json", "--html", str(html)],
                           capture_output=True, text=True, timeout=1800, check=False)
     wall = time.perf_counter() - started
     if done.returncode not in (0, 1):
@@ -142,7 +142,7 @@ def main() -> None:
     lines = [
         "## Privacy audit",
         "",
-        "`python bench/bench_audit.py` (docs/audit.md): `pv4fad audit RUN --json --html` on "
+        "`python bench/bench_audit.py` (docs/audit.md): `pv4fad audit --out RUN --json --html` on "
         f"runs ({data_label}, training epsilon 1; status epsilon "
         f"{', '.join(epsilons)}), timed as a whole: signed-ledger verification, content "
         "checks, DP budget, the three attacks and the HTML report.",

@@ -101,12 +101,14 @@ def load_run_ledger(run_dir: Path) -> list[TranscriptEntry]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "audit", help="audit a run: signed ledgers, content checks, DP budget, attacks",
-        description="pv4fad audit RUN_DIR | --ledger FILE... [--html FILE] [--json]; "
-                    "pv4fad audit verify FILE_OR_RUN_DIR... (signed-ledger check only). "
+        description="pv4fad audit --out RUN | --ledger FILE... [--html FILE] [--json]; "
+                    "pv4fad audit verify FILE... | --out RUN (signed-ledger check only). "
                     "Exit 0: every check passes; 1: a check failed; 2: bad input.")
-    p.add_argument("target", nargs="*", metavar="RUN_DIR",
-                   help="a run directory, or `verify` followed by ledger files or run "
-                        "directories")
+    p.add_argument("target", nargs="*", metavar="verify FILE",
+                   help="`verify` followed by ledger files or run directories: the "
+                        "signed-ledger check only")
+    p.add_argument("--out", type=Path, dest="run_dir", metavar="RUN",
+                   help="the run directory to audit (as `pv4fad simulate --out RUN` wrote it)")
     p.add_argument("--ledger", type=Path, nargs="+", default=[],
                    help="or the parties' own ledger files (a deployment); each party's "
                         "evidence and policy.json are looked for next to its ledger")
@@ -114,13 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="more directories holding recorded payload bytes (evidence/)")
     p.add_argument("--keys", type=Path,
                    help="JSON {party: Ed25519 public key hex} pinning the ledger-signing "
-                        "keys (default: RUN_DIR/parties/ledger_keys.json)")
+                        "keys (default: RUN/parties/ledger_keys.json)")
     p.add_argument("--policy", type=Path,
                    help="reference privacy policy the releases are held against "
                         "(default: the protocol's defaults)")
     p.add_argument("--html", type=Path, help="write a self-contained HTML report here")
     p.add_argument("--no-attacks", action="store_true", help="skip the empirical attacks")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_cmd)
 
 
@@ -130,13 +132,11 @@ def _cmd(args: argparse.Namespace) -> int:
 
     target = list(args.target)
     if target[:1] == ["verify"]:
-        return _verify(target[1:], args)
-    if len(target) > 1:
-        raise Pv4fadError(f"audit: one run directory expected, got {len(target)}: "
-                          f"{' '.join(target)}")
-    if bool(target) == bool(args.ledger):
-        raise Pv4fadError("audit: give a run directory or --ledger FILE..., not both")
-    run_dir = Path(target[0]) if target else None
+        return _verify(target[1:] + ([str(args.run_dir)] if args.run_dir else []), args)
+    run_dir = _run_dir(target, args.run_dir)
+    if (run_dir is not None) == bool(args.ledger):
+        raise Pv4fadError("audit: give a run directory (--out RUN) or --ledger FILE..., "
+                          "not both")
     if run_dir is not None and not run_dir.is_dir():
         raise Pv4fadError(f"audit: no run directory at {run_dir}")
     for name in ("keys", "policy"):
@@ -155,13 +155,29 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0 if result["passed"] else 1
 
 
+def _run_dir(target: list[str], given: Path | None) -> Path | None:
+    """The run directory: `--out RUN`, or the old positional spelling (accepted for a
+    release, with a warning, as the other renamed options are)."""
+    if not target:
+        return given
+    if len(target) > 1 or given is not None:
+        named = target + ([f"--out {given}"] if given is not None else [])
+        raise Pv4fadError(f"audit: one run directory expected, got {len(named)}: "
+                          f"{' '.join(named)}")
+    from federation.cli import warn_renamed
+
+    warn_renamed(f"`pv4fad audit {target[0]}`", f"`pv4fad audit --out {target[0]}`")
+    return Path(target[0])
+
+
 def _verify(paths: list[str], args: argparse.Namespace) -> int:
     from federation.audit_run import LEDGER_KEYS, load_keys
     from federation.audit_verify import verify_files
     from federation.cli import emit
 
     if not paths:
-        raise Pv4fadError("audit verify: give ledger files or run directories")
+        raise Pv4fadError("audit verify: give ledger files or run directories "
+                          "(pv4fad audit verify FILE... or --out RUN)")
     files: list[Path] = []
     keys = args.keys
     for item in map(Path, paths):

@@ -95,9 +95,14 @@ class _Renamed(argparse._StoreAction):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        print(f"pv4fad: warning: {option_string} is now spelled {self.new}; the old "
-              "spelling will be removed in a later release", file=sys.stderr, flush=True)
+        warn_renamed(str(option_string), self.new)
         setattr(namespace, self.dest, values)
+
+
+def warn_renamed(old: str, new: str) -> None:
+    """The warning an old spelling gets while it is still accepted."""
+    print(f"pv4fad: warning: {old} is now spelled {new}; the old spelling will be removed "
+          "in a later release", file=sys.stderr, flush=True)
 
 
 def renamed_option(parser: argparse.ArgumentParser | Any, old: str, new: str,
@@ -122,19 +127,26 @@ def emit(result: dict[str, Any], as_json: bool, human: str) -> None:
 
 
 def progress(message: str) -> None:
-    """One line of progress on stderr (stdout stays clean for --json)."""
-    print(message, file=sys.stderr, flush=True)
+    """One line of progress on stderr (stdout stays clean for --json); on a terminal it
+    appears above the progress bar of the phase under way (federation/progress.py)."""
+    from federation.progress import line
+
+    line(message)
 
 
 def fail(message: str) -> None:
     """The last line of a command that ends with a non-zero exit code."""
+    from federation.progress import close_active
+
+    close_active()
     print(f"pv4fad: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["audit", "poisoning"]:
-        # `audit RUN_DIR` takes a positional path, so this audit is parsed on its own.
+        # `audit` takes positional paths (`verify FILE...`, the old `audit RUN`), so this
+        # audit is parsed on its own.
         from llm_modules.poisoning.audit_cli import main as audit_poisoning
 
         args = argparse.Namespace(command="audit poisoning",
@@ -169,10 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_audit_args(args: argparse.Namespace) -> None:
-    if args.command == "audit" and not getattr(args, "target", None) and not getattr(
-            args, "ledger", None):
-        raise Pv4fadError("audit: name what to audit: a run directory (pv4fad audit RUN) or "
-                          "the parties' ledgers (pv4fad audit --ledger FILE...)")
+    if args.command == "audit" and not any(
+            getattr(args, name, None) for name in ("target", "run_dir", "ledger")):
+        raise Pv4fadError("audit: name what to audit: a run directory (pv4fad audit --out "
+                          "RUN) or the parties' ledgers (pv4fad audit --ledger FILE...)")
 
 
 def _one_line(text: str) -> str:
@@ -197,11 +209,13 @@ def _on_interrupt() -> dict[int, Any]:
 
 
 def _interrupted(signum: int, frame: Any) -> None:
+    from federation.progress import line
+
     if _stopping.is_set():
-        print("pv4fad: still stopping ...", file=sys.stderr, flush=True)
+        line("pv4fad: still stopping ...")
         return
     _stopping.set()
-    print("pv4fad: interrupted; stopping (state on disk is kept)", file=sys.stderr, flush=True)
+    line("pv4fad: interrupted; stopping (state on disk is kept)")
     timer = threading.Timer(INTERRUPT_GRACE_S, _stop_children_and_exit)
     timer.daemon = True
     timer.start()
@@ -227,6 +241,12 @@ def _stop_children_and_exit() -> None:
             except psutil.Error:
                 pass
     except Exception:  # stopping must never raise: the exit below is what matters
+        pass
+    try:
+        from federation.progress import close_active
+
+        close_active()
+    except Exception:
         pass
     print("pv4fad: interrupted", file=sys.stderr, flush=True)
     sys.stdout.flush()

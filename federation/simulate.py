@@ -118,10 +118,11 @@ def prepare_run(run_dir: Path, data_root: Path | None, scenario: str | None,
 def serve(grid: Any, run: PreparedRun) -> list[Any]:
     """The coordinator's side of a prepared run (a ServerApp's main)."""
     from federation.cli import progress
+    from federation.progress import phase_bar
     from server.coordinator import Coordinator
 
     coordinator = Coordinator(grid, len(run.parties), run.run_dir, run.config, progress,
-                              expected=_last_phase_seconds(run.run_dir))
+                              expected=_last_phase_seconds(run.run_dir), phase_bar=phase_bar)
     reports = []
     for stage in run.stages:
         reports.append(getattr(coordinator, stage)())
@@ -538,7 +539,7 @@ def outcome(summary: dict[str, Any], run_dir: Path, *, allow_degraded: bool) -> 
     failed_checks = sorted(k for k, v in summary["privacy_checks"].items() if v)
     if failed_checks:
         why = ("the run used --plaintext" if summary["config"].get("plaintext")
-               else "see `pv4fad audit " + str(run_dir) + "`")
+               else f"see `pv4fad audit --out {run_dir}`")
         fail(f"privacy check failed: {', '.join(failed_checks)} ({why})")
         return EXIT_PRIVACY_CHECK
     failed = [f"{party} in {stage} {reason}" for stage, info in summary["stages"].items()

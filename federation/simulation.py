@@ -1,11 +1,20 @@
 """The one place that decides how a federation is simulated on one machine.
 
-Choice: Flower's in-process Simulation Runtime (`flwr.simulation.run_simulation`) with the
-Ray backend. It runs the very ServerApp and ClientApp objects a deployment runs, needs no
-SuperLink process and no per-run `uv` environment, and lets `pv4fad simulate` be one
-command. It is deprecated in Flower 1.42 in favour of `flwr run` against a local SuperLink;
-deployments use that path (see deploy/README.md), and switching simulation over only
-touches this module.
+Choice: Flower's Simulation Runtime engine, in this process, with the Ray backend. It
+runs the very ServerApp and ClientApp objects a deployment runs, needs no SuperLink
+process and no per-run environment, and keeps `pv4fad simulate` one command whose
+coordinator can hand back Python objects (its reports) and stream progress to this
+terminal.
+
+Flower 1.42 has no public, non-deprecated way to do that in one process: its public
+wrapper `flwr.simulation.run_simulation` is deprecated ("use `flwr run`"), and what
+`flwr run` uses against a local simulation SuperLink (`run_simulation_process`) needs
+that SuperLink. Both end in the same engine, `flwr.simulation.run_simulation.
+_run_simulation`; this module calls the engine directly, as Flower's own process-isolated
+runtime does, so no deprecated API is on the default path. It is an internal function
+of the pinned Flower (pyproject.toml): `_engine` checks its signature, so an upgrade that
+changes it fails here with one line rather than somewhere inside a run. `flwr run .`
+against a local SuperLink runs the same apps (deploy/run_flwr_local.sh).
 """
 
 from __future__ import annotations
@@ -16,12 +25,16 @@ from collections.abc import Callable
 from typing import Any
 
 from flwr.app import Context
-from flwr.client import ClientApp
+from flwr.clientapp import ClientApp
 from flwr.server import Grid, ServerApp
 
 from federation.errors import ProtocolError, Pv4fadError
 
 ServerMain = Callable[[Grid, Context], Any]
+
+# The engine's keyword arguments this module passes (checked against the installed Flower).
+_ENGINE_ARGS = ("num_supernodes", "exit_event", "client_app", "server_app", "backend_name",
+                "backend_config", "verbose_logging")
 
 
 def run_federation(
@@ -37,10 +50,9 @@ def run_federation(
     Returns what `server_main` returns. An exception raised inside it is re-raised here
     (Flower itself would only log it), so callers see the real error.
     """
-    import warnings
+    from flwr.supercore.telemetry import EventType
 
-    from flwr.simulation import run_simulation
-
+    engine = _engine()
     outcome: dict[str, Any] = {}
     server_app = ServerApp()
 
@@ -66,23 +78,18 @@ def run_federation(
     previous = flwr_logger.level
     if not verbose:
         flwr_logger.setLevel(logging.WARNING)
-    # Flower warns on every run that `run_simulation` is deprecated: a note for this
-    # module's maintainers (see its docstring), which an operator cannot act on.
-    quiet = _DropDeprecationNotice()
-    flwr_logger.addFilter(quiet)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            run_simulation(
-                server_app=server_app,
-                client_app=client_app,
-                num_supernodes=num_supernodes,
-                backend_config=backend_config,
-                verbose_logging=verbose,
-            )
+        engine(
+            num_supernodes=num_supernodes,
+            exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
+            client_app=client_app,
+            server_app=server_app,
+            backend_name="ray",
+            backend_config=backend_config,
+            verbose_logging=verbose,
+        )
     finally:
         flwr_logger.setLevel(previous)
-        flwr_logger.removeFilter(quiet)
     if "error" in outcome:
         raise outcome["error"]
     if "result" not in outcome:
@@ -90,10 +97,25 @@ def run_federation(
     return outcome["result"]
 
 
-class _DropDeprecationNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not ("DEPRECATED FEATURE" in message and "run_simulation" in message)
+def _engine() -> Callable[..., Any]:
+    """Flower's Simulation Runtime engine, once its signature is the one this module
+    was written against."""
+    import importlib
+    import inspect
+
+    import flwr
+
+    # The module (the package's attribute of that name is the deprecated function).
+    module = importlib.import_module("flwr.simulation.run_simulation")
+    engine = getattr(module, "_run_simulation", None)
+    params = inspect.signature(engine).parameters if callable(engine) else {}
+    missing = [name for name in _ENGINE_ARGS if name not in params]
+    if missing:
+        raise Pv4fadError(
+            f"Flower {getattr(flwr, '__version__', '?')} has no simulation engine "
+            f"flwr.simulation.run_simulation._run_simulation({', '.join(_ENGINE_ARGS)}); "
+            "federation/simulation.py is written for the Flower pinned in pyproject.toml")
+    return engine
 
 
 def wait_for_nodes(grid: Grid, expected: int, timeout_s: float = 120.0) -> list[int]:

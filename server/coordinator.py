@@ -46,6 +46,9 @@ from federation.transcript import (
 )
 
 Progress = Callable[[str], None]
+# A phase's progress bar: (label, parties, seconds it took last time) -> an object with
+# update(done) and close() (federation/progress.py; drawn only on a terminal).
+PhaseBar = Callable[[str, int, float | None], Any]
 # Seconds between "waiting for ..." lines while parties work on a phase.
 WAIT_NOTE_S = 30.0
 
@@ -64,7 +67,8 @@ class StageReport:
 class Coordinator:
     def __init__(self, grid: Grid, n_parties: int, run_dir: Path, config: ProtocolConfig,
                  progress: Progress, mpc_rendezvous: str = "",
-                 expected: Mapping[str, Mapping[str, float]] | None = None) -> None:
+                 expected: Mapping[str, Mapping[str, float]] | None = None,
+                 phase_bar: PhaseBar | None = None) -> None:
         self.grid = grid
         self.config = config
         self.run_dir = run_dir
@@ -81,6 +85,8 @@ class Coordinator:
         # Seconds each stage's phases took the last time (an estimate for the progress
         # lines; empty on a first run).
         self.expected = expected or {}
+        self.phase_bar = phase_bar
+        self._bar: Any = None  # the bar of the phase under way, if any
 
     # -- the protocol --------------------------------------------------------------------
     def train(self) -> StageReport:
@@ -210,20 +216,58 @@ class Coordinator:
                       f"{'y' if len(targets) == 1 else 'ies'} ..."
                       + (f" (about {last:.0f} s last time)" if last and last >= 5 else ""))
         messages = []
+        # The first setup goes to SuperNodes whose party is known only from its answer:
+        # those sends are recorded once the answer names the party, so that the ledger
+        # names parties, never Flower's node numbers (a node that never identifies itself
+        # keeps its number: the coordinator cannot know more).
+        unnamed: dict[int, Envelope] = {}
         for target, env in targets.items():
             node = int(target) if by_node else self.node_of[target]
             env.meta.update(self._meta(phase))
             messages.append(Message(env.to_record(), dst_node_id=node,
                                     message_type=f"query.{phase}"))
-            # A SuperNode's party is known once it has answered (from the first setup on).
-            self._record("sent", phase, COORDINATOR,
-                         self._name_of(node) if by_node else target, env)
+            if by_node and node not in self.node_of.values():
+                unnamed[node] = env
+            else:
+                self._record("sent", phase, COORDINATOR,
+                             self._name_of(node) if by_node else target, env)
         replies: dict[str, Envelope] = {}
         answered_nodes: set[int] = set()
+        self._bar = (self.phase_bar(f"[{self.report.stage}] {phase}", len(messages), last)
+                     if self.phase_bar is not None else None)
+        try:
+            self._collect(phase, messages, unnamed, replies, answered_nodes, started)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = None
+            # Sent, but no answer named the party (or the phase was interrupted).
+            for node, env in unnamed.items():
+                self._record("sent", phase, COORDINATOR, self._name_of(node), env)
+        for target in targets:
+            node = int(target) if by_node else self.node_of[target]
+            if node not in answered_nodes:
+                self._fail(self._name_of(node), phase,
+                           f"no answer within {self.config.timeout_s:.0f} s")
+        self.report.phase_seconds[phase] = (self.report.phase_seconds.get(phase, 0.0)
+                                            + time.perf_counter() - started)
+        self.progress(f"[{self.report.stage}] {phase}: done in "
+                      f"{time.perf_counter() - started:.1f} s")
+        return replies
+
+    def _collect(self, phase: str, messages: list[Message], unnamed: dict[int, Envelope],
+                 replies: dict[str, Envelope], answered_nodes: set[int], started: float
+                 ) -> None:
+        """Take a phase's replies as they arrive: name each party, record its answer, keep
+        the good ones in `replies`, and move the bar on."""
         for reply in self._exchange(messages):
             node = reply.metadata.src_node_id
             answered_nodes.add(node)
+            if self._bar is not None:
+                self._bar.update(len(answered_nodes))
             name = self._name_of(node, reply)
+            if node in unnamed:
+                self._record("sent", phase, COORDINATOR, name, unnamed.pop(node))
             if len(messages) > 1:
                 self.progress(f"[{self.report.stage}] {phase}: {name} answered after "
                               f"{time.perf_counter() - started:.1f} s "
@@ -241,16 +285,6 @@ class Coordinator:
                 {f"{phase}.{k}": v for k, v in env.public.items()
                  if _reportable(v) and k != "ledger_head"})
             replies[name] = env
-        for target in targets:
-            node = int(target) if by_node else self.node_of[target]
-            if node not in answered_nodes:
-                self._fail(self._name_of(node), phase,
-                           f"no answer within {self.config.timeout_s:.0f} s")
-        self.report.phase_seconds[phase] = (self.report.phase_seconds.get(phase, 0.0)
-                                            + time.perf_counter() - started)
-        self.progress(f"[{self.report.stage}] {phase}: done in "
-                      f"{time.perf_counter() - started:.1f} s")
-        return replies
 
     def _exchange(self, messages: list[Message]) -> Iterable[Message]:
         """Grid.send_and_receive, but yielding each reply as it arrives (so that progress
@@ -276,6 +310,8 @@ class Coordinator:
                               f"{self.config.timeout_s:.0f} s)")
                 next_note += WAIT_NOTE_S
             if pending:
+                if self._bar is not None:
+                    self._bar.update()  # the elapsed time and estimate move on
                 time.sleep(getattr(self.grid, "pull_interval", 0.1))
 
     def _name_of(self, node: int, reply: Message | None = None) -> str:

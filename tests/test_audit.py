@@ -147,18 +147,33 @@ def test_attacks_are_reported_beside_their_bounds(honest):
 
 # -- the CLI --------------------------------------------------------------------------------
 def test_cli_exit_codes_and_json(run, copy, capsys, tmp_path):
-    assert main(["audit", str(run), "--json", "--no-attacks"]) == 0
+    assert main(["audit", "--out", str(run), "--json", "--no-attacks"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["passed"] and "attacks" not in out
     assert main(["audit", "verify", str(run)]) == 0
     capsys.readouterr()
-    assert main(["audit", str(tmp_path / "missing")]) == 2
+    assert main(["audit", "--out", str(tmp_path / "missing")]) == 2
     assert "no run directory" in capsys.readouterr().err
     rows = lines(copy / "ledger.jsonl")
     rows[3]["nbytes"] += 1
     write(copy / "ledger.jsonl", rows)
     assert main(["audit", "verify", str(copy)]) == 1
-    assert main(["audit", str(copy), "--no-attacks"]) == 1
+    assert main(["audit", "--out", str(copy), "--no-attacks"]) == 1
+
+
+def test_audit_names_the_run_directory_as_the_other_commands_do(run, capsys):
+    """`--out RUN` as for simulate and sisa; the old positional `audit RUN` still works,
+    with a warning; `audit verify --out RUN` verifies that run's ledgers."""
+    assert main(["audit", "--out", str(run), "--json", "--no-attacks"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["audit", str(run), "--json", "--no-attacks"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["passed"]
+    assert captured.err.startswith(f"pv4fad: warning: `pv4fad audit {run}` is now spelled "
+                                   f"`pv4fad audit --out {run}`")
+    assert main(["audit", "verify", "--out", str(run)]) == 0
+    assert main(["audit", str(run), "--out", str(run)]) == 2
+    assert "one run directory expected" in capsys.readouterr().err.splitlines()[-1]
 
 
 # -- tamper-evident ledger ---------------------------------------------------------------
@@ -310,7 +325,7 @@ def test_release_above_a_reference_policy_fails_the_audit(run, tmp_path):
     result = audit(run, reference=tmp_path / "ref.json", attacks=False)
     bad = check(result, "releases_within_reference_policy")
     assert not bad["passed"] and any("allows 4" in v for v in bad["violations"])
-    assert main(["audit", str(run), "--policy", str(tmp_path / "ref.json"),
+    assert main(["audit", "--out", str(run), "--policy", str(tmp_path / "ref.json"),
                  "--no-attacks"]) == 1
 
 
@@ -370,7 +385,7 @@ def test_ckks_parser_accepts_ciphertexts_and_refuses_other_bytes(run):
 # -- the report ---------------------------------------------------------------------------
 def test_json_and_html_carry_the_same_content(run, tmp_path, capsys):
     html_path = tmp_path / "report.html"
-    assert main(["audit", str(run), "--html", str(html_path), "--json"]) == 0
+    assert main(["audit", "--out", str(run), "--html", str(html_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     page = html_path.read_text()
     for c in result["check_details"]:
@@ -481,7 +496,7 @@ def test_a_run_at_a_high_status_epsilon_fails_the_audit(tiny_data, tmp_path):
     assert check(result, "noised_statuses_have_a_release")["passed"]
     bad = check(result, "releases_within_reference_policy")
     assert not bad["passed"] and any("statuses at epsilon 50" in v for v in bad["violations"])
-    assert main(["audit", str(run_dir), "--no-attacks"]) == 1
+    assert main(["audit", "--out", str(run_dir), "--no-attacks"]) == 1
 
 
 def test_statuses_a_bank_did_not_answer_need_no_release(run):

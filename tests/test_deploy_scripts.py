@@ -262,3 +262,14 @@ def test_keys_and_party_data_never_enter_the_image() -> None:
                for line in copies)
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE=" in dockerfile and "FROM ${BASE_IMAGE}" in dockerfile
+
+
+def test_the_base_image_is_pinned_by_digest() -> None:
+    """The default base image names its tag and its digest; the ARG still overrides it."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, re.M)
+    assert default, "no ARG BASE_IMAGE default"
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", default[1]), default[1]
+    froms = [line for line in dockerfile.splitlines() if line.startswith("FROM")]
+    assert froms == ["FROM ${BASE_IMAGE}"]
+    assert "--build-arg BASE_IMAGE=" in (DEPLOY / "README.md").read_text()

@@ -36,31 +36,51 @@ def tiny_data(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("data") / "tiny", "tiny", 0)
 
 
+# stderr of the `trained` run, which an operator's terminal showed.
+TERMINAL: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory) -> Path:
-    """A private run of scenario01 through the CLI (exit 0)."""
+    """A private run of scenario01 through the CLI (exit 0), its stderr on a terminal."""
+    from terminal import run_on_terminal
+
     run = tmp_path_factory.mktemp("runs") / "good"
-    code, out, err = _cli("simulate", "--data", str(tiny_data), "--out", str(run),
-                          "--phase-timeout", TIMEOUT, "--json")
+    code, out, err = run_on_terminal(
+        [sys.executable, "-m", "federation.cli", "simulate", "--data", str(tiny_data),
+         "--out", str(run), "--phase-timeout", TIMEOUT, "--json"], timeout=300)
     assert code == 0, err[-2000:]
+    TERMINAL["stderr"] = err
     summary = json.loads(out)
     assert summary["training_epsilon"] == 1.0
     assert set(summary["peak_rss_mib"]) == {"coordinator", "swift", "bank01", "bank02"}
     return run
 
 
-def test_the_ledger_names_parties_not_flower_nodes(trained):
-    """Setup goes to SuperNodes whose parties are known only from their answers: the
-    first setup's messages name nodes, every later message (the test stage's setup too)
-    names the party."""
+def test_the_ledger_names_parties_not_flower_nodes(trained, capsys):
+    """Every entry names a party, the first setup's too (its SuperNodes' parties are known
+    only from their answers), and the signed ledgers still verify."""
     from federation.audit import load_run_ledger
 
     entries = load_run_ledger(trained)
-    setup = [e for e in entries if e.message_type == "test.setup" and e.direction == "sent"
-             and e.sender == "coordinator"]
-    assert {e.receiver for e in setup} == {"swift", "bank01", "bank02"}
-    assert not [e for e in entries if e.receiver.startswith("node ")
-                and e.message_type != "train.setup"]
+    parties = {"coordinator", "swift", "bank01", "bank02"}
+    for stage in ("train", "test"):
+        setup = [e for e in entries if e.message_type == f"{stage}.setup"
+                 and e.direction == "sent" and e.sender == "coordinator"]
+        assert sorted(e.receiver for e in setup) == ["bank01", "bank02", "swift"], stage
+    named = {name for e in entries for name in (e.sender, e.receiver, e.recorder)} - {""}
+    assert named <= parties, sorted(named - parties)
+    assert main(["audit", "verify", str(trained)]) == 0, capsys.readouterr().out
+
+
+def test_a_terminal_shows_each_phase_as_a_bar_with_an_estimate(trained):
+    """On a terminal every phase has a bar (parties done, time, estimate) below the
+    progress lines, and the lines themselves are all there; stdout stays one JSON object."""
+    err = TERMINAL["stderr"]
+    assert "\x1b[K[train] setup [" in err and "3/3 parties" in err
+    assert "left" in err  # an estimate, from the parties done so far on a first run
+    assert "[test] status [" in err
+    assert "[train] setup: swift answered after" in err and "[test] finish: done in" in err
 
 
 def test_simulate_writes_a_precision_recall_figure_of_the_three_models(trained):
@@ -89,6 +109,9 @@ def test_a_failed_party_exits_3_and_the_last_line_names_it(trained, tmp_path):
     assert last.startswith("pv4fad: degraded run") and "bank01" in last
     assert "injected fault" in last and "--allow-degraded" in last
     assert "bank02" not in last  # the healthy bank is not blamed
+    # Not a terminal: the plain progress lines, no bar.
+    assert "[test] status: done in" in err
+    assert "\x1b[K" not in err and "\r" not in err and " parties, " not in err
 
 
 def test_exit_code_of_a_finished_run(trained, capsys):
@@ -284,3 +307,15 @@ def test_the_lock_pins_and_hashes_every_package():
         assert re.search(r"--hash=sha256:[0-9a-f]{64}", entry), f"{name} has no hash"
     pinned = {e.split("==")[0].lower().replace("_", "-") for e in entries}
     assert {"torch", "flwr", "tenseal", "setuptools"} <= pinned
+
+
+def test_flower_telemetry_is_off_unless_the_operator_sets_it():
+    import subprocess
+    import sys
+
+    code = ("import federation.simulation, flwr.supercore.telemetry as t; "
+            "print(t.FLWR_TELEMETRY_ENABLED)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLWR_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout.strip() == "0"

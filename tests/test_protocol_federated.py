@@ -24,12 +24,59 @@ def tiny_data(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("data") / "tiny", "tiny", 0)
 
 
+# What the default simulate path did besides its results: calls of Flower's deprecated
+# `run_simulation`, Python warnings and Flower's log records (see the private_run fixture).
+OBSERVED: dict[str, list] = {}
+
+
 @pytest.fixture(scope="module")
 def private_run(tiny_data, tmp_path_factory):
+    import importlib
+    import logging
+    import warnings
+
+    # Imported before observing: importing Flower makes its CLI library (typer) warn
+    # about click's API, third-party noise that Python's default filters hide anyway.
+    import flwr.simulation
+
+    # The module (flwr.simulation's attribute of that name is the function itself).
+    flower_simulation = importlib.import_module("flwr.simulation.run_simulation")
+
     run_dir = tmp_path_factory.mktemp("private")
     config = ProtocolConfig(epsilon=1.0, inference_epsilon=8.0, timeout_s=TIMEOUT)
-    summary = simulate(run_dir, data_root=tiny_data, scenario="scenario01", config=config)
+    calls, records = [], []
+    deprecated = flower_simulation.run_simulation
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return deprecated(*args, **kwargs)
+
+    handler = logging.Handler()
+    handler.emit = records.append
+    flower_log = logging.getLogger("flwr")
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        patch.setattr(flower_simulation, "run_simulation", counted)
+        patch.setattr(flwr.simulation, "run_simulation", counted)
+        flower_log.addHandler(handler)
+        try:
+            summary = simulate(run_dir, data_root=tiny_data, scenario="scenario01",
+                               config=config)
+        finally:
+            flower_log.removeHandler(handler)
+    OBSERVED.update(calls=calls, warnings=list(seen), records=records)
     return run_dir, summary
+
+
+def test_the_default_path_uses_no_deprecated_flower_api(private_run):
+    """`pv4fad simulate` runs Flower's simulation engine without its deprecated wrapper:
+    no call, no deprecation notice in Flower's log, no DeprecationWarning."""
+    assert OBSERVED["calls"] == []
+    notices = [r.getMessage() for r in OBSERVED["records"] if "DEPRECATED" in r.getMessage()]
+    assert notices == []
+    deprecations = [f"{w.filename}:{w.lineno}: {w.message}" for w in OBSERVED["warnings"]
+                    if issubclass(w.category, DeprecationWarning)]
+    assert deprecations == []
 
 
 def test_private_run_writes_predictions_summary_and_ledger(private_run, tiny_data):
@@ -180,7 +227,7 @@ def test_audit_cli_prints_one_json_object(private_run):
     import json
 
     run_dir, _ = private_run
-    code, out, _ = _cli("audit", str(run_dir), "--json")
+    code, out, _ = _cli("audit", "--out", str(run_dir), "--json")
     report = json.loads(out)
     assert code == 0 and not any(report["checks"].values())
     assert report["traffic"]["swift"]["received"] > 0

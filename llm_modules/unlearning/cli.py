@@ -74,7 +74,8 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
                           "DIR/TOFU_SUMMARY.json in open-unlearning's layout")
     evaluate.add_argument("--scores-out", type=Path,
                           help="write the per-fact membership scores (min-k%%) of the forget "
-                               "and holdout sets to DIR/mia_scores.json, for `pv4fad audit DIR`")
+                               "and holdout sets to DIR/mia_scores.json, for "
+                               "`pv4fad audit --out DIR`")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
 
