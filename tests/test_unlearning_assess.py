@@ -115,6 +115,9 @@ def test_report_has_every_section_and_field(assessed):
     assert eff["unlearning"]["seconds"] > 0 and eff["retraining"]["seconds"] > 0
     assert eff["time_ratio"] == pytest.approx(
         eff["unlearning"]["seconds"] / eff["retraining"]["seconds"])
+    assert eff["cpu_time_ratio"] == pytest.approx(
+        eff["unlearning"]["cpu_seconds"] / eff["retraining"]["cpu_seconds"])
+    assert "memory_ratio" not in eff  # CPU RSS deltas do not compare across runs
     # written: JSON equal to the result, Markdown with its sections, real PNG figures
     assert json.loads((out / "assessment.json").read_text()) == json.loads(
         json.dumps(result, default=str))
@@ -176,6 +179,7 @@ def test_cli_assess_on_files_unlearns_times_and_writes_the_report(bench, tmp_pat
     eff = shown["assessment"]["efficiency"]
     assert eff["unlearning"]["method"] == "npo" and eff["unlearning"]["steps"] == 2 * 2
     assert eff["retraining"]["kind"].startswith("estimated")
+    assert eff["retraining"]["seconds"] > 0 and eff["retraining"]["cpu_seconds"] > 0
     assert (out / "assessment.md").is_file() and (out / "robustness.png").is_file()
 
 

@@ -41,6 +41,8 @@ Model = tuple[PreTrainedModel, PreTrainedTokenizerBase]
 ATTACKS = {"loss": "mia_loss_auc", "zlib": "mia_zlib_auc", "min_k": "mia_auc",
            "min_k_plus_plus": "mia_min_k_plus_plus_auc"}
 MODEL_ORDER = ("target", "unlearned", "retain_model")
+CUDA_MEMORY = "CUDA memory allocated by torch (peak)"
+RSS_MEMORY = "process RSS above its starting level (peak, sampled)"
 
 
 @dataclass(frozen=True)
@@ -215,24 +217,26 @@ class _PeakRss:
 
 
 def measure(fn: Callable[[], Any], device: torch.device) -> tuple[Any, dict[str, Any]]:
-    """Run `fn`; return its result and {seconds, peak_mb, memory_kind}. CUDA: peak memory
-    allocated by torch during the call; CPU: the process's peak RSS above its level at the
-    start (sampled, so short spikes may be missed)."""
+    """Run `fn`; return its result and {seconds (wall), cpu_seconds (this process's CPU
+    time, all threads: what a shared machine's load does not inflate), peak_mb,
+    memory_kind}. CUDA: peak memory allocated by torch during the call; CPU: the process's
+    peak RSS above its level at the start (sampled, so short spikes may be missed)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         out = fn()
         torch.cuda.synchronize(device)
         return out, {"seconds": time.perf_counter() - started,
+                     "cpu_seconds": time.process_time() - cpu,
                      "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
-                     "memory_kind": "CUDA memory allocated by torch (peak)"}
+                     "memory_kind": CUDA_MEMORY}
     with _PeakRss() as rss:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         out = fn()
-        seconds = time.perf_counter() - started
-    return out, {"seconds": seconds, "peak_mb": (rss.peak - rss.start) / 2**20,
-                 "memory_kind": "process RSS above its starting level (peak, sampled)"}
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    return out, {"seconds": seconds, "cpu_seconds": cpu_seconds,
+                 "peak_mb": (rss.peak - rss.start) / 2**20, "memory_kind": RSS_MEMORY}
 
 
 def estimate_retraining(model: Model, retain: Sequence[Fact], epochs: int, batch_size: int,
@@ -241,30 +245,40 @@ def estimate_retraining(model: Model, retain: Sequence[Fact], epochs: int, batch
     batches of a copy of the model (after one warm-up step; the copy is not timed)."""
     net, tokenizer = model
     steps = epochs * -(-len(retain) // batch_size)
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []  # (wall, CPU) after each step from the warm-up
 
     def stamp(step: int, worker: PreTrainedModel) -> None:
         if step >= 1:  # step 1 is the warm-up
             device = next(worker.parameters()).device
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            stamps.append(time.perf_counter())
+            stamps.append((time.perf_counter(), time.process_time()))
 
     _, cost = measure(lambda: relearn(net, tokenizer, retain, probe_steps + 1, 1e-5,
                                       batch_size, fmt, 0, after_step=stamp),
                       next(net.parameters()).device)
-    per_step = (stamps[-1] - stamps[0]) / probe_steps
-    return {"seconds": per_step * steps, "peak_mb": cost["peak_mb"],
+    wall, cpu = (stamps[-1][i] - stamps[0][i] for i in (0, 1))
+    return {"seconds": wall / probe_steps * steps, "cpu_seconds": cpu / probe_steps * steps,
+            "peak_mb": cost["peak_mb"],
             "memory_kind": cost["memory_kind"], "steps": steps, "epochs": epochs,
             "kind": f"estimated: {probe_steps} measured fine-tuning steps on the retain set "
                     f"extrapolated to {epochs} epochs ({steps} steps)"}
 
 
 def efficiency(unlearning: dict[str, Any], retraining: dict[str, Any] | None) -> dict:
+    """The efficiency section: both costs and their ratios. Wall-time ratio always; CPU-time
+    ratio when both were measured here (on a shared CPU it is the one to read: load
+    stretches wall time, not CPU time); memory ratio only when both are torch's CUDA peaks
+    (RSS deltas on a CPU depend on what the process held before, so they do not compare)."""
     out: dict[str, Any] = {"unlearning": unlearning, "retraining": retraining}
-    if retraining and retraining.get("seconds"):
+    if not retraining:
+        return out
+    if retraining.get("seconds"):
         out["time_ratio"] = unlearning["seconds"] / retraining["seconds"]
-    if retraining and retraining.get("peak_mb"):
+    if retraining.get("cpu_seconds") and "cpu_seconds" in unlearning:
+        out["cpu_time_ratio"] = unlearning["cpu_seconds"] / retraining["cpu_seconds"]
+    if (retraining.get("peak_mb") and unlearning.get("memory_kind") == CUDA_MEMORY
+            and retraining.get("memory_kind") == CUDA_MEMORY):
         out["memory_ratio"] = unlearning["peak_mb"] / retraining["peak_mb"]
     return out
 
@@ -482,16 +496,21 @@ def render_markdown(result: dict[str, Any], figures: dict[str, str]) -> str:
         lines += ["Not measured (the model was unlearned elsewhere).", ""]
     else:
         un, re_ = cost["unlearning"], cost.get("retraining")
-        lines += [f"Unlearning: {un['seconds']:.1f} s, peak {un['peak_mb']:.0f} MB "
-                  f"({un['memory_kind']})."]
+
+        def spent(row: dict[str, Any]) -> str:
+            cpu = f" ({row['cpu_seconds']:.1f} s CPU)" if row.get("cpu_seconds") else ""
+            memory = (f", peak {row['peak_mb']:.0f} MB ({row['memory_kind']})"
+                      if row.get("peak_mb") is not None else "")
+            return f"{row['seconds']:.1f} s wall{cpu}{memory}"
+
+        lines += [f"Unlearning: {spent(un)}."]
         if re_:
-            lines += [f"Retraining on the retain set ({re_['kind']}): {re_['seconds']:.1f} s"
-                      + (f", peak {re_['peak_mb']:.0f} MB" if re_.get("peak_mb") else "")
-                      + "."]
-        if "time_ratio" in cost:
-            lines += [f"Time relative to retraining: {cost['time_ratio']:.3f}"
-                      + (f"; memory: {cost['memory_ratio']:.2f}" if "memory_ratio" in cost
-                         else "") + "."]
+            lines += [f"Retraining on the retain set, {re_['kind']}: {spent(re_)}."]
+        ratios = [f"{label} {cost[key]:.3f}" for key, label in (
+            ("time_ratio", "wall time"), ("cpu_time_ratio", "CPU time"),
+            ("memory_ratio", "peak memory")) if key in cost]
+        if ratios:
+            lines += ["Unlearning relative to retraining: " + ", ".join(ratios) + "."]
         lines += [""]
     return "\n".join(lines)
 
