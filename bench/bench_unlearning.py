@@ -46,7 +46,7 @@ def main() -> int:
     steps = result["per_seed"][0]["test"]
     for variant, row in result["summary"].items():
         cells = [
-            f"{row[c]['median']:.3f} ({row[c]['min']:.3f}-{row[c]['max']:.3f})"
+            f"{row[c]['median']:.3f} ({row[c]['min']:.3f} to {row[c]['max']:.3f})"
             for c in columns
         ]
         total = steps[variant].get("steps", {}).get("total_steps", "-")
@@ -61,8 +61,9 @@ def main() -> int:
     print(f"\n| variant | model utility if forget quality >= {result['fq_threshold']} |")
     print("|---|---|")
     for variant, spread in result["utility_at_forgetting"].items():
-        print(f"| {variant} | {spread['median']:.3f} ({spread['min']:.3f}-{spread['max']:.3f}) |")
-    print(f"\nmedian (min-max) over seeds {result['seeds']}; epochs {result['epochs']}; "
+        low, high = spread["min"], spread["max"]
+        print(f"| {variant} | {spread['median']:.3f} ({low:.3f} to {high:.3f}) |")
+    print(f"\nmedian (min to max) over seeds {result['seeds']}; epochs {result['epochs']}; "
           f"{result['seconds']:.0f} s in total", flush=True)
     return 0
 
