@@ -107,3 +107,12 @@ def test_fp32_master_option_lets_small_updates_reach_bf16_weights(tiny):
                        replace(config, fp32_master=True))
     assert _layer_norm_changed(mastered) > 0.3
     assert next(mastered.parameters()).dtype == torch.bfloat16  # compute stays bf16
+
+
+def test_cli_rejects_a_non_positive_step_count(tmp_path, capsys):
+    from federation import cli as federation_cli
+
+    code = federation_cli.main(["llm", "unlearn", "--model", str(tmp_path), "--method", "npo",
+                                "--forget", "f", "--retain", "r", "--out", str(tmp_path),
+                                "--max-steps", "0"])
+    assert code != 0 and "--max-steps must be at least 1" in capsys.readouterr().err
