@@ -148,19 +148,31 @@ def test_report_leaves_out_what_a_split_cannot_give():
     assert out["holdout_probability"] == pytest.approx(math.exp(-1.0))
 
 
-def test_utility_at_forgetting_takes_the_best_forgotten_run_per_seed():
+def test_utility_at_forgetting_reads_the_reported_run_at_the_chosen_rate():
     from llm_modules.unlearning.bench import utility_at_forgetting
+
+    def seed(fq: float, mu: float) -> dict:
+        return {"test": {"target": {"lr": "-", "metrics": {}},
+                         "npo": {"lr": "2e-4", "metrics": {"forget_quality": fq,
+                                                           "model_utility": mu}}}}
+
+    per_seed = [seed(0.2, 0.5), seed(0.04, 0.6), seed(0.9, 0.7)]
+    # The second seed did not forget (FQ < 0.05): it counts 0; the target row is skipped.
+    assert utility_at_forgetting(per_seed) == {"npo": {"median": 0.5, "min": 0.0, "max": 0.7}}
+
+
+def test_learning_rate_is_selected_on_the_validation_curve():
+    from llm_modules.unlearning.bench import select_lr
 
     def row(fq: float, mu: float) -> dict[str, float]:
         return {"forget_quality": fq, "model_utility": mu}
 
-    per_seed = [
-        {"npo": {"1e-4": row(0.01, 0.9), "2e-4": row(0.2, 0.5), "4e-4": row(0.9, 0.3)}},
-        {"npo": {"1e-4": row(0.01, 0.9), "2e-4": row(0.04, 0.6), "4e-4": row(0.01, 0.2)}},
-        {"npo": {"1e-4": row(0.06, 0.7), "2e-4": row(0.5, 0.4), "4e-4": row(0.9, 0.1)}},
-    ]
-    # Seeds: 0.5 (0.9 has FQ 0.01), none forgotten -> 0, 0.7.
-    assert utility_at_forgetting(per_seed)["npo"] == {"median": 0.5, "min": 0.0, "max": 0.7}
+    # Best utility among forgotten runs (FQ >= 0.05): 2e-4, not the higher-utility 1e-4.
+    assert select_lr({"1e-4": row(0.01, 0.9), "2e-4": row(0.2, 0.5),
+                      "4e-4": row(0.9, 0.3)}) == "2e-4"
+    # None forgotten: the best forget quality; ties go to the smaller rate.
+    assert select_lr({"1e-4": row(0.01, 0.9), "2e-4": row(0.04, 0.6),
+                      "4e-4": row(0.04, 0.2)}) == "2e-4"
 
 
 def test_benchmark_settings_reject_a_non_positive_seed_count():

@@ -23,7 +23,7 @@ from llm_modules.unlearning.benchmark import BenchmarkConfig, build_benchmark
 from llm_modules.unlearning.data import Fact
 from llm_modules.unlearning.evaluate import score_splits
 from llm_modules.unlearning.metrics import Scores, report
-from llm_modules.unlearning.spunge import spunge
+from llm_modules.unlearning.spunge import split_by_attribute, spunge, subset_config
 from llm_modules.unlearning.trainer import UnlearnConfig, unlearn
 from llm_modules.unlearning.wagle import build_mask
 
@@ -50,24 +50,27 @@ class Variant:
     mask: str | None = None
     ratio: float = 1.0
     merge: str | None = None
+    budget: str = "epochs"  # SPUNGE subset length (see spunge.BUDGETS)
     full_only: bool = False  # left out of --quick to keep it short
 
 
 VARIANTS = (
     Variant("gradascent", "gradascent"),
     Variant("graddiff", "graddiff"),
-    Variant("graddiff+wagle0.95", "graddiff", "wagle", 0.95),
+    Variant("graddiff+wagle0.95", "graddiff", "wagle", 0.95, full_only=True),
     Variant("graddiff+wagle0.8", "graddiff", "wagle", 0.8),
     Variant("npo", "npo"),
-    Variant("npo+wagle0.95", "npo", "wagle", 0.95),
+    Variant("npo+wagle0.95", "npo", "wagle", 0.95, full_only=True),
     Variant("npo+wagle0.8", "npo", "wagle", 0.8),
     Variant("npo+random0.8", "npo", "random", 0.8),
-    Variant("npo+magnitude0.8", "npo", "magnitude", 0.8),
-    Variant("npo+forgetgrad0.8", "npo", "forget-gradient", 0.8),
+    Variant("npo+magnitude0.8", "npo", "magnitude", 0.8, full_only=True),
+    Variant("npo+forgetgrad0.8", "npo", "forget-gradient", 0.8, full_only=True),
     Variant("npo+wagle0.5", "npo", "wagle", 0.5, full_only=True),
     Variant("npo+random0.5", "npo", "random", 0.5, full_only=True),
     Variant("spunge-npo-ties", "npo", merge="ties"),
     Variant("spunge-npo-ta", "npo", merge="task-arithmetic"),
+    Variant("spunge-npo-ties-steps", "npo", merge="ties", budget="steps"),
+    Variant("spunge-npo-ta-steps", "npo", merge="task-arithmetic", budget="steps"),
     Variant("rmu", "rmu"),
 )
 
@@ -83,17 +86,18 @@ class BenchSettings:
 
 
 def settings(quick: bool, seeds: int | None = None) -> BenchSettings:
-    """Quick: 40 entities, 3 seeds; full: 100 entities (TOFU's 10 % forget), 5 seeds."""
+    """Quick: 44 entities (4 forget, 4 holdout, 4 validation), 3 seeds; full: 110 entities
+    (10 / 10 / 10: TOFU's 10 % forget), 5 seeds."""
     if seeds is not None and seeds < 1:
         raise Pv4fadError(f"--seeds must be at least 1, got {seeds}")
     if quick:
-        data = BenchmarkConfig()
+        data = BenchmarkConfig(n_entities=44, n_validation=4)
         quick_variants = tuple(v for v in VARIANTS if not v.full_only)
         return BenchSettings(
             tuple(range(seeds or 3)), (2e-4, 4e-4, 8e-4), data, UnlearnConfig(epochs=10),
             quick_variants,
         )
-    data = BenchmarkConfig(n_entities=100, n_forget=10, n_holdout=10)
+    data = BenchmarkConfig(n_entities=110, n_forget=10, n_holdout=10, n_validation=10)
     return BenchSettings(
         tuple(range(seeds or 5)), (2e-4, 4e-4, 8e-4, 1.6e-3), data, UnlearnConfig(epochs=10),
         VARIANTS, retain_eval=80,
@@ -104,13 +108,13 @@ def run_variant(
     variant: Variant,
     target: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    splits: dict[str, list[Fact]],
+    forget: list[Fact],
+    retain: list[Fact],
     config: UnlearnConfig,
 ) -> PreTrainedModel:
-    """Unlearn the forget split from a copy of `target` as `variant` says."""
+    """Unlearn `forget` from a copy of `target` as `variant` says."""
     model = copy.deepcopy(target)
     config = replace(config, method=variant.method)
-    forget, retain = splits["forget"], splits["retain"]
 
     def mask_for(worker: PreTrainedModel, subset: list[Fact]):
         if variant.mask is None:
@@ -121,73 +125,135 @@ def run_variant(
 
     if variant.merge is not None:
         return spunge(model, tokenizer, forget, retain, config, "field", variant.merge,
-                      mask_for=mask_for if variant.mask else None)
+                      mask_for=mask_for if variant.mask else None, budget=variant.budget)
     return unlearn(model, tokenizer, forget, retain, config, mask=mask_for(model, forget))
+
+
+def optimiser_steps(variant: Variant, forget: list[Fact], config: UnlearnConfig) -> dict:
+    """Steps per worker and in total, and passes over each forget fact, of one run: what
+    separates SPUNGE's budgets from the dense run's."""
+    def passes(steps: int, n: int) -> float:
+        return steps / -(-n // config.batch_size)
+
+    if variant.merge is None:
+        steps = config.steps_for(len(forget))
+        return {"workers": 1, "steps_per_worker": [steps], "total_steps": steps,
+                "passes_per_fact": [passes(steps, len(forget))]}
+    subsets = list(split_by_attribute(forget, "field").values())
+    sub_config = subset_config(config, len(forget), variant.budget)
+    per_worker = [sub_config.steps_for(len(s)) for s in subsets]
+    return {"workers": len(subsets), "steps_per_worker": per_worker,
+            "total_steps": sum(per_worker),
+            "passes_per_fact": [passes(n, len(s)) for n, s in zip(per_worker, subsets,
+                                                                  strict=True)]}
+
+
+def select_lr(curve: dict[str, dict[str, float]], threshold: float = FQ_THRESHOLD) -> str:
+    """The learning rate chosen on the validation split: the best model utility among those
+    whose forget quality reaches `threshold`, else the best forget quality (ties: the
+    smaller learning rate)."""
+    forgotten = [lr for lr, r in curve.items() if r["forget_quality"] >= threshold]
+    if forgotten:
+        return max(forgotten, key=lambda lr: (curve[lr]["model_utility"], -float(lr)))
+    return max(curve, key=lambda lr: (curve[lr]["forget_quality"], -float(lr)))
 
 
 def run_seed(
     seed: int, bench: BenchSettings, root: Path | None, log: Callable[[str], None]
-) -> dict[str, dict[str, dict[str, float]]]:
-    """{variant: {lr: metric report}} plus the target and retain-only rows, for one seed."""
+) -> dict:
+    """One seed: {"validation": {variant: {lr: report}}, "test": {variant: {"lr", "steps",
+    "metrics"}}}. Every learning rate is tried on the validation forget set (other entities
+    than the reported forget set); only the selected one is run on the reported split."""
     paths = build_benchmark(replace(bench.data, seed=seed), root, log=log)
-    splits = paths.load_splits()
+    splits = paths.load_splits(extra=True)
+    if "validation" not in splits:
+        raise Pv4fadError("the benchmark data has no validation split (n_validation is 0)")
+    retain_eval = splits["retain"][: bench.retain_eval]
     # Unlearning uses the whole retain split; evaluation may use its first facts only.
-    evaluated = {**splits, "retain": splits["retain"][: bench.retain_eval]}
+    test_eval = {"forget": splits["forget"], "retain": retain_eval,
+                 "holdout": splits["holdout"], "world": splits["world"]}
+    val_eval = {"forget": splits["validation"], "retain": retain_eval, "world": splits["world"]}
     retain_model, tokenizer = load_causal_lm(paths.retain_model)
     target, _ = load_causal_lm(paths.target)
-    reference: Scores = score_splits(retain_model, tokenizer, evaluated)
-    rows = {
-        "target": {"-": report(score_splits(target, tokenizer, evaluated), reference)},
-        "retain-only": {"-": report(reference, reference)},
+    reference: Scores = score_splits(retain_model, tokenizer, test_eval)
+    val_reference: Scores = score_splits(retain_model, tokenizer, val_eval)
+    test = {
+        "target": {"lr": "-", "metrics": report(score_splits(target, tokenizer, test_eval),
+                                                reference)},
+        "retain-only": {"lr": "-", "metrics": report(reference, reference)},
     }
+    validation: dict[str, dict[str, dict[str, float]]] = {}
     for variant in bench.variants:
-        rows[variant.name] = {}
+        curve = {}
         for lr in bench.learning_rates:
             config = replace(bench.unlearn, lr=lr, seed=seed)
-            model = run_variant(variant, target, tokenizer, splits, config)
-            scores = score_splits(model, tokenizer, evaluated)
-            rows[variant.name][f"{lr:g}"] = report(scores, reference)
-        log(f"seed {seed} {variant.name}: " + ", ".join(
+            model = run_variant(variant, target, tokenizer, splits["validation"],
+                                splits["retain"], config)
+            curve[f"{lr:g}"] = report(score_splits(model, tokenizer, val_eval), val_reference)
+        validation[variant.name] = curve
+        chosen = select_lr(curve)
+        config = replace(bench.unlearn, lr=float(chosen), seed=seed)
+        model = run_variant(variant, target, tokenizer, splits["forget"], splits["retain"],
+                            config)
+        metrics = report(score_splits(model, tokenizer, test_eval), reference)
+        test[variant.name] = {"lr": chosen, "metrics": metrics,
+                              "steps": optimiser_steps(variant, splits["forget"], config)}
+        log(f"seed {seed} {variant.name}: validation " + ", ".join(
             f"lr {lr} FQ {r['forget_quality']:.3f} MU {r['model_utility']:.3f}"
-            for lr, r in rows[variant.name].items()))
-    return rows
+            for lr, r in curve.items())
+            + f"; chosen lr {chosen}: test FQ {metrics['forget_quality']:.3f} "
+              f"MU {metrics['model_utility']:.3f}")
+    return {"validation": validation, "test": test}
 
 
 def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def summarise(per_seed: list[dict[str, dict[str, dict[str, float]]]]) -> dict:
-    """Median, min and max across seeds of each headline metric, per variant and lr."""
+def summarise(per_seed: list[dict]) -> dict:
+    """Per variant, over seeds: the learning rates chosen on validation and the spread
+    (median, min, max) of each headline metric on the reported split at those rates."""
     return {
         variant: {
-            lr: {m: _spread([rows[variant][lr][m] for rows in per_seed]) for m in HEADLINE}
+            "lr": [rows["test"][variant]["lr"] for rows in per_seed],
+            **{m: _spread([rows["test"][variant]["metrics"][m] for rows in per_seed])
+               for m in HEADLINE},
+        }
+        for variant in per_seed[0]["test"]
+    }
+
+
+def summarise_validation(per_seed: list[dict]) -> dict:
+    """The validation curves: per variant and learning rate, the spread of forget quality
+    and model utility over seeds (the data the learning rate was chosen on)."""
+    return {
+        variant: {
+            lr: {m: _spread([rows["validation"][variant][lr][m] for rows in per_seed])
+                 for m in ("forget_quality", "model_utility")}
             for lr in by_lr
         }
-        for variant, by_lr in per_seed[0].items()
+        for variant, by_lr in per_seed[0]["validation"].items()
     }
 
 
 def utility_at_forgetting(
-    per_seed: list[dict[str, dict[str, dict[str, float]]]], threshold: float = FQ_THRESHOLD
+    per_seed: list[dict], threshold: float = FQ_THRESHOLD
 ) -> dict[str, dict[str, float]]:
-    """Per variant: the best model utility over learning rates among runs whose forget
-    quality is at least `threshold` (0 when none is), as median / min / max over seeds.
+    """Per variant, on the reported split at the learning rate chosen on validation: the
+    model utility when forget quality reaches `threshold`, else 0; spread over seeds.
 
-    One number per trade-off curve: how much utility survives once the forget set's truth
-    ratios can no longer be told from the retain-only model's at that significance level.
+    One number per variant: how much utility survives once the forget set's truth ratios
+    can no longer be told from the retain-only model's at that significance level.
     """
     out = {}
-    for variant in per_seed[0]:
-        best = [
-            max(
-                (r["model_utility"] for r in rows[variant].values()
-                 if r["forget_quality"] >= threshold),
-                default=0.0,
-            )
-            for rows in per_seed
-        ]
-        out[variant] = _spread(best)
+    for variant in per_seed[0]["test"]:
+        if variant in ("target", "retain-only"):
+            continue
+        values = []
+        for rows in per_seed:
+            r = rows["test"][variant]["metrics"]
+            values.append(r["model_utility"] if r["forget_quality"] >= threshold else 0.0)
+        out[variant] = _spread(values)
     return out
 
 
@@ -206,7 +272,7 @@ def run_benchmark(
     # bit for bit (and matches the single-CPU federated workers).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    per_seed: list[dict[str, dict[str, dict[str, float]]]] = []
+    per_seed: list[dict] = []
     try:
         for seed in bench.seeds:
             per_seed.append(run_seed(seed, bench, root, log))
@@ -223,11 +289,19 @@ def _result(quick: bool, bench: BenchSettings, per_seed: list, seconds: float) -
         "quick": quick,
         "seeds": list(bench.seeds[: len(per_seed)]),
         "learning_rates": list(bench.learning_rates),
+        "lr_selection": "per variant and seed, on the validation forget set (other entities "
+                        "than the reported forget set): best model utility with forget "
+                        f"quality >= {FQ_THRESHOLD}, else best forget quality",
         "epochs": bench.unlearn.epochs,
+        "batch_size": bench.unlearn.batch_size,
         "entities": bench.data.n_entities,
+        "forget_entities": bench.data.n_forget,
+        "holdout_entities": bench.data.n_holdout,
+        "validation_entities": bench.data.n_validation,
         "retain_eval": bench.retain_eval,
         "per_seed": per_seed,
         "summary": summarise(per_seed),
+        "validation_summary": summarise_validation(per_seed),
         "utility_at_forgetting": utility_at_forgetting(per_seed),
         "fq_threshold": FQ_THRESHOLD,
         "seconds": seconds,

@@ -19,11 +19,22 @@ from llm_modules.models import (
     tiny_causal_lm,
     word_level_tokenizer,
 )
+from llm_modules.unlearning.assess import measure
 from llm_modules.unlearning.data import Fact, encode_facts, load_facts, save_facts
-from llm_modules.unlearning.facts import GENERATOR_VERSION, entity_facts, world_facts
+from llm_modules.unlearning.facts import (
+    GENERATOR_VERSION,
+    entity_facts,
+    paraphrased_facts,
+    related_facts,
+    world_facts,
+)
 from llm_modules.unlearning.scoring import mean_answer_nll
 
 SPLITS = ("forget", "retain", "holdout", "world")
+# Also written, loaded on request: a second forget set for choosing hyper-parameters (in the
+# target's training data, not the retain-only model's), and the assessment's never-trained
+# generalisation probes of the forget set.
+EXTRA_SPLITS = ("validation", "forget_paraphrased", "forget_related")
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class BenchmarkConfig:
     n_entities: int = 40
     n_forget: int = 4  # entities (4 facts each); TOFU's forget10 is 10 %
     n_holdout: int = 4
+    n_validation: int = 0  # entities of the validation forget set (0: none)
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
     train_epochs: int = 150
     train_lr: float = 3e-3
@@ -60,20 +72,40 @@ class BenchmarkPaths:
     def split(self, name: str) -> Path:
         return self.root / f"{name}.jsonl"
 
-    def load_splits(self) -> dict[str, list[Fact]]:
-        return {name: load_facts(self.split(name), role=name) for name in SPLITS}
+    def load_splits(self, extra: bool = False) -> dict[str, list[Fact]]:
+        """The forget / retain / holdout / world splits; with `extra`, also those of
+        EXTRA_SPLITS that this benchmark has (no validation split when n_validation is 0)."""
+        names = SPLITS + (EXTRA_SPLITS if extra else ())
+        return {name: load_facts(self.split(name), role=name)
+                for name in names if self.split(name).is_file()}
+
+    def training(self) -> dict:
+        """How each model was trained (epochs, final NLL, seconds) from meta.json."""
+        return json.loads((self.root / "meta.json").read_text())["training"]
 
 
 def generate_splits(config: BenchmarkConfig) -> dict[str, list[Fact]]:
-    """forget / holdout / retain entities (disjoint) and the shared world facts."""
+    """forget / holdout / validation / retain entities (disjoint), the shared world facts
+    and the forget set's paraphrased and related probes."""
     entities = entity_facts(config.n_entities, config.seed)
     cut = config.n_forget + config.n_holdout
-    return {
-        "forget": [f for e in entities[: config.n_forget] for f in e],
+    val_end = cut + config.n_validation
+    if val_end >= config.n_entities:
+        raise ValueError(f"{config.n_entities} entities leave no retain set after "
+                         f"{config.n_forget} forget, {config.n_holdout} holdout and "
+                         f"{config.n_validation} validation entities")
+    forget = [f for e in entities[: config.n_forget] for f in e]
+    splits = {
+        "forget": forget,
         "holdout": [f for e in entities[config.n_forget : cut] for f in e],
-        "retain": [f for e in entities[cut:] for f in e],
+        "retain": [f for e in entities[val_end:] for f in e],
         "world": world_facts(config.seed),
+        "forget_paraphrased": paraphrased_facts(forget),
+        "forget_related": related_facts(forget),
     }
+    if config.n_validation:
+        splits["validation"] = [f for e in entities[cut:val_end] for f in e]
+    return splits
 
 
 def train_lm(
@@ -135,8 +167,9 @@ def build_benchmark(
     for name, facts in splits.items():
         save_facts(facts, paths.split(name))
     training = {}
+    validation = splits.get("validation", [])
     for which, facts in (
-        ("target", splits["forget"] + splits["retain"] + splits["world"]),
+        ("target", splits["forget"] + validation + splits["retain"] + splits["world"]),
         ("retain_model", splits["retain"] + splits["world"]),
     ):
         model = tiny_causal_lm(config.model, tokenizer, seed=config.seed)
@@ -145,8 +178,13 @@ def build_benchmark(
             if log is not None and (epoch % 25 == 0):
                 log(f"training {which}: epoch {epoch} answer NLL {loss:.3f}")
 
-        epochs, nll = train_lm(model, tokenizer, facts, config, on_epoch=report)
-        training[which] = {"epochs": epochs, "final_answer_nll": nll}
+        (epochs, nll), cost = measure(
+            lambda: train_lm(model, tokenizer, facts, config, on_epoch=report),  # noqa: B023
+            next(model.parameters()).device,
+        )
+        # the retain-only model's cost is the assessment's "retraining" baseline
+        training[which] = {"epochs": epochs, "final_answer_nll": nll, "facts": len(facts),
+                           "steps": epochs * -(-len(facts) // config.train_batch), **cost}
         if log is not None:
             log(f"trained {which}: {epochs} epochs, answer NLL {nll:.4f}")
         save_causal_lm(model, tokenizer, paths.root / which)

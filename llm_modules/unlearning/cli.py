@@ -1,4 +1,4 @@
-"""`pv4fad llm unlearn | eval-unlearning | bench-unlearning`."""
+"""`pv4fad llm unlearn | eval-unlearning | assess | bench-unlearning`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from llm_modules.unlearning.openunlearning import (
     read_retain_logs,
     write_results,
 )
-from llm_modules.unlearning.spunge import MERGES, split_by_attribute, spunge
+from llm_modules.unlearning.spunge import BUDGETS, MERGES, split_by_attribute, spunge
 from llm_modules.unlearning.trainer import UnlearnConfig, unlearn
 from llm_modules.unlearning.wagle import MASK_KINDS, build_mask
 
@@ -36,36 +36,21 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--mask-kind", default="wagle", choices=MASK_KINDS)
     run.add_argument("--spunge-attr", metavar="NAME", help="split the forget set on this attribute")
     run.add_argument("--merge", default="ties", choices=MERGES)
-    run.add_argument("--epochs", type=int, default=10)
-    run.add_argument("--lr", type=float, default=4e-4)
-    run.add_argument("--batch-size", type=int, default=8)
-    run.add_argument("--beta", type=float, help="inverse temperature of NPO / IdkDPO "
-                     "(default 0.1) and SimNPO (default 4.5)")
-    run.add_argument("--gamma", type=float, default=1.0, help="weight of the forget term")
-    run.add_argument("--alpha", type=float, default=1.0, help="weight of the retain term")
-    run.add_argument("--delta", type=float, default=0.0, help="SimNPO's margin")
-    run.add_argument("--retain-loss", default="nll", choices=["nll", "kl"],
-                     help="retain term: NLL, or KL to the starting model")
-    run.add_argument("--steering", type=float, default=20.0, help="RMU steering coefficient")
-    run.add_argument("--rmu-layer", type=int, help="RMU: decoder block whose output is steered "
-                     "(0-based; default the middle one)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--spunge-budget", default="epochs", choices=BUDGETS,
+                     help="SPUNGE subset length: epochs (same passes per fact as a dense run) "
+                          "or steps (each subset the dense run's number of optimiser steps)")
+    run.add_argument("--ties-keep", type=float, default=0.2,
+                     help="TIES: fraction of each task vector kept by magnitude")
+    run.add_argument("--merge-scale", type=float, default=1.0,
+                     help="SPUNGE: lambda, the merged task vector's scale")
+    _add_training_options(run)
     _add_prompt_options(run)
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=cmd_unlearn)
 
     evaluate = commands.add_parser("eval-unlearning", help="TOFU-style metrics of a model")
     evaluate.add_argument("--model", required=True)
-    evaluate.add_argument("--forget", help="forget facts (JSON lines, JSON, Parquet)")
-    evaluate.add_argument("--retain", help="retain facts")
-    evaluate.add_argument("--holdout", help="never-trained facts (for MIA / privleak)")
-    evaluate.add_argument("--world", help="general-knowledge facts (for model utility)")
-    evaluate.add_argument("--real-authors", help="TOFU real-authors facts (model utility)")
-    evaluate.add_argument("--world-facts", help="TOFU world-facts facts (model utility)")
-    evaluate.add_argument("--tofu-dir", help="local TOFU download: reads forget/holdout "
-                          "(--tofu-forget), retain_perturbed, real_authors and world_facts")
-    evaluate.add_argument("--tofu-forget", default="forget10",
-                          choices=["forget01", "forget05", "forget10"])
+    _add_split_options(evaluate)
     _add_prompt_options(evaluate)
     evaluate.add_argument("--retain-model", help="retain-only model (forget quality, privleak)")
     evaluate.add_argument("--retain-logs", help="instead of --retain-model: open-unlearning's "
@@ -79,12 +64,86 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
 
+    assess = commands.add_parser(
+        "assess", help="one report: efficacy, generalisation, utility, robustness, efficiency")
+    assess.add_argument("--builtin", action="store_true",
+                        help="the built-in tiny task: generated facts, tiny models trained "
+                             "from configs (nothing downloaded; cached like bench-unlearning)")
+    assess.add_argument("--data-dir", help="--builtin: cache directory (default $PV4FAD_CACHE)")
+    assess.add_argument("--target", help="the model before unlearning")
+    assess.add_argument("--model", help="an already unlearned model (else --method unlearns "
+                        "--target here, timed)")
+    assess.add_argument("--method", choices=sorted(METHODS),
+                        help="unlearn --target (or the built-in target) with this method")
+    assess.add_argument("--retain-model", help="retain-only model (forget quality, privleak, "
+                        "relearning baseline)")
+    _add_split_options(assess)
+    assess.add_argument("--paraphrased", help="generalisation: the forget facts with reworded "
+                        "questions (fact file)")
+    assess.add_argument("--related", help="generalisation: related questions about the forget "
+                        "set's subjects (fact file)")
+    assess.add_argument("--icl-shots", type=int, default=2,
+                        help="in-context relearning: exposed forget facts in each prompt")
+    assess.add_argument("--exposed-fraction", type=float, default=0.5,
+                        help="share of the forget set used for the shots and the relearning; "
+                             "the rest is measured")
+    assess.add_argument("--relearn-steps", type=int, default=5)
+    assess.add_argument("--relearn-lr", type=float, default=1e-3)
+    assess.add_argument("--retrain-seconds", type=float,
+                        help="measured cost of retraining on the retain set (else estimated "
+                             "from measured steps; --builtin: the retain-only model's training)")
+    assess.add_argument("--retrain-epochs", type=int, default=5,
+                        help="retraining length for the estimate (TOFU fine-tunes 5 epochs)")
+    assess.add_argument("--out", required=True, type=Path,
+                        help="directory for assessment.md, assessment.json and the PNG plots")
+    _add_training_options(assess)
+    _add_prompt_options(assess)
+    assess.add_argument("--json", action="store_true")
+    assess.set_defaults(func=cmd_assess)
+
     bench = commands.add_parser("bench-unlearning", help="built-in benchmark of every method")
     bench.add_argument("--quick", action="store_true", help="small benchmark (minutes on a CPU)")
     bench.add_argument("--seeds", type=int, help="number of seeds (default 3 quick, 5 full)")
     bench.add_argument("--data-dir", help="cache directory (default $PV4FAD_CACHE)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The unlearning run's options (unlearn and assess)."""
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--max-steps", type=int,
+                        help="optimiser steps instead of --epochs passes over the forget set")
+    parser.add_argument("--fp32-master", action="store_true",
+                        help="bf16/fp16 models: keep float32 master weights for AdamW, so small "
+                          "updates accumulate instead of rounding away (CUDA bf16 training)")
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--beta", type=float, help="inverse temperature of NPO / IdkDPO "
+                        "(default 0.1) and SimNPO (default 4.5)")
+    parser.add_argument("--gamma", type=float, default=1.0, help="weight of the forget term")
+    parser.add_argument("--alpha", type=float, default=1.0, help="weight of the retain term")
+    parser.add_argument("--delta", type=float, default=0.0, help="SimNPO's margin")
+    parser.add_argument("--retain-loss", default="nll", choices=["nll", "kl"],
+                        help="retain term: NLL, or KL to the starting model")
+    parser.add_argument("--steering", type=float, default=20.0, help="RMU steering coefficient")
+    parser.add_argument("--rmu-layer", type=int, help="RMU: decoder block whose output is steered "
+                        "(0-based; default the middle one)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _add_split_options(parser: argparse.ArgumentParser) -> None:
+    """The evaluation splits (eval-unlearning and assess)."""
+    parser.add_argument("--forget", help="forget facts (JSON lines, JSON, Parquet)")
+    parser.add_argument("--retain", help="retain facts")
+    parser.add_argument("--holdout", help="never-trained facts (for MIA / privleak)")
+    parser.add_argument("--world", help="general-knowledge facts (for model utility)")
+    parser.add_argument("--real-authors", help="TOFU real-authors facts (model utility)")
+    parser.add_argument("--world-facts", help="TOFU world-facts facts (model utility)")
+    parser.add_argument("--tofu-dir", help="local TOFU download: reads forget/holdout "
+                          "(--tofu-forget), retain_perturbed, real_authors and world_facts")
+    parser.add_argument("--tofu-forget", default="forget10",
+                          choices=["forget01", "forget05", "forget10"])
 
 
 def _add_prompt_options(parser: argparse.ArgumentParser) -> None:
@@ -118,17 +177,25 @@ def _check_ratio(ratio: float | None) -> None:
         raise Pv4fadError(f"--wagle RATIO must be in (0, 1], got {ratio}")
 
 
-def cmd_unlearn(args: argparse.Namespace) -> int:
-    _check_ratio(args.wagle)
-    forget = load_facts(args.forget, role="forget")
-    retain = load_facts(args.retain, role="retain")
-    model, tokenizer = load_causal_lm(args.model)
-    config = UnlearnConfig(
+def unlearn_config(args: argparse.Namespace) -> UnlearnConfig:
+    """The UnlearnConfig the unlearning options name (shared by unlearn and assess)."""
+    if args.max_steps is not None and args.max_steps < 1:
+        raise Pv4fadError(f"--max-steps must be at least 1, got {args.max_steps}")
+    return UnlearnConfig(
         method=args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         beta=args.beta, gamma=args.gamma, alpha=args.alpha, delta=args.delta,
         retain_loss=args.retain_loss, seed=args.seed, prompt=prompt_format(args),
-        steering=args.steering, rmu_layer=args.rmu_layer,
+        steering=args.steering, rmu_layer=args.rmu_layer, max_steps=args.max_steps,
+        fp32_master=args.fp32_master,
     )
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    _check_ratio(args.wagle)
+    config = unlearn_config(args)
+    forget = load_facts(args.forget, role="forget")
+    retain = load_facts(args.retain, role="retain")
+    model, tokenizer = load_causal_lm(args.model)
 
     def mask_for(worker, subset):
         if args.wagle is None:
@@ -143,7 +210,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         sizes = ", ".join(f"{value} ({len(facts)})" for value, facts in subsets.items())
         progress(f"SPUNGE on {args.spunge_attr!r}: unlearning {len(subsets)} subsets: {sizes}")
         spunge(model, tokenizer, forget, retain, config, args.spunge_attr, args.merge,
-               mask_for=mask_for)
+               keep=args.ties_keep, scale=args.merge_scale, mask_for=mask_for,
+               budget=args.spunge_budget)
     else:
         unlearn(model, tokenizer, forget, retain, config, mask_for(model, forget), on_epoch)
     out = save_causal_lm(model, tokenizer, args.out)
@@ -219,19 +287,137 @@ def _write_mia_scores(out: Path, scores: Any, reference: Any) -> None:
     (out / "mia_scores.json").write_text(json.dumps(data))
 
 
+def _builtin_inputs(args: argparse.Namespace):
+    """The built-in task for assess: the quick benchmark's data and models for --seed
+    (built and cached on first use), the paraphrased / related probes, and the retain-only
+    model's measured training as the retraining cost."""
+    from dataclasses import replace
+
+    from llm_modules.unlearning.bench import settings
+    from llm_modules.unlearning.benchmark import build_benchmark
+
+    given = [f"--{name.replace('_', '-')}" for name in (
+        "target", "retain_model", "forget", "retain", "holdout", "world", "real_authors",
+        "world_facts", "tofu_dir", "paraphrased", "related") if getattr(args, name)]
+    if given or args.prompt_format != "plain":
+        raise Pv4fadError(f"assess --builtin brings its own models, splits and prompt format: "
+                          f"drop {', '.join(given) or '--prompt-format'}")
+    root = Path(args.data_dir) if args.data_dir else None
+    paths = build_benchmark(replace(settings(True).data, seed=args.seed), root, log=progress)
+    every = paths.load_splits(extra=True)
+    splits = {name: every[name] for name in ("forget", "retain", "holdout", "world")}
+    probes = {"paraphrased": every["forget_paraphrased"], "related": every["forget_related"]}
+    target = load_causal_lm(paths.target)
+    retain_model = load_causal_lm(paths.retain_model)
+    trained = paths.training()["retain_model"]
+    retrain = {**trained, "kind": "measured: training the built-in retain-only model from "
+               "scratch on the retain and world facts (when the benchmark was built)"}
+    return target, retain_model, splits, probes, retrain
+
+
+def _file_inputs(args: argparse.Namespace, fmt: PromptFormat | None):
+    """Models and splits named by the options; the retraining cost given or estimated."""
+    from llm_modules.unlearning.assess import estimate_retraining
+
+    splits = eval_splits(args)
+    if "holdout" not in splits:
+        raise Pv4fadError("assess: no holdout split (the membership attacks' non-members): "
+                          "give --holdout FILE or --tofu-dir DIR")
+    probes = {name: load_facts(getattr(args, name), role=name)
+              for name in ("paraphrased", "related") if getattr(args, name)}
+    target = load_causal_lm(args.target) if args.target else None
+    retain_model = load_causal_lm(args.retain_model) if args.retain_model else None
+    if args.retrain_seconds is not None:
+        retrain = {"seconds": args.retrain_seconds, "kind": "given (--retrain-seconds)"}
+    elif target is not None:
+        progress("estimating the retraining cost from measured steps")
+        retrain = estimate_retraining(target, splits["retain"], args.retrain_epochs,
+                                      args.batch_size, fmt)
+    else:
+        retrain = None
+    return target, retain_model, splits, probes, retrain
+
+
+def cmd_assess(args: argparse.Namespace) -> int:
+    import copy
+
+    from llm_modules.unlearning.assess import (
+        AssessConfig,
+        assess,
+        efficiency,
+        measure,
+        write_report,
+    )
+
+    fmt = prompt_format(args)
+    config = AssessConfig(icl_shots=args.icl_shots, exposed_fraction=args.exposed_fraction,
+                          relearn_steps=args.relearn_steps, relearn_lr=args.relearn_lr,
+                          relearn_batch=args.batch_size, seed=args.seed)
+    config.check()
+    if args.model is None and (args.method is None or (args.target is None and
+                                                       not args.builtin)):
+        raise Pv4fadError("assess: give --model (already unlearned), or --method with "
+                          "--target (or --builtin) to unlearn here")
+    if args.model is not None and args.method is not None:
+        raise Pv4fadError("assess: give --model or --method, not both")
+    if args.builtin:
+        import torch
+
+        # one thread, as the benchmark builds and trains: the retraining cost it recorded
+        # and the unlearning timed here then compare like for like
+        torch.set_num_threads(1)
+        target, retain_model, splits, probes, retrain = _builtin_inputs(args)
+    else:
+        target, retain_model, splits, probes, retrain = _file_inputs(args, fmt)
+    cost = None
+    if args.model is not None:
+        unlearned = load_causal_lm(args.model)
+    else:
+        train = unlearn_config(args)
+        net, tokenizer = target
+        worker = copy.deepcopy(net)
+        progress(f"unlearning {len(splits['forget'])} facts with {args.method}")
+        _, spent = measure(lambda: unlearn(worker, tokenizer, splits["forget"],
+                                           splits["retain"], train),
+                           next(worker.parameters()).device)
+        unlearned = (worker, tokenizer)
+        cost = efficiency({**spent, "method": args.method, "lr": args.lr,
+                           "steps": train.steps_for(len(splits["forget"]))}, retrain)
+    models = {"unlearned": unlearned}
+    if target is not None:
+        models["target"] = target
+    if retain_model is not None:
+        models["retain_model"] = retain_model
+    result = assess(models, splits, config, generalisation=probes, fmt=fmt, cost=cost,
+                    log=progress)
+    written = write_report(result, args.out)
+    nan = float("nan")
+    eff, utility = result["efficacy"]["unlearned"], result["utility"]["unlearned"]
+    relearned = result["robustness"]["relearning"]["unlearned"]
+    lines = [f"forget probability {eff.get('forget_probability', nan):.3f}, "
+             f"forget quality {eff.get('forget_quality', nan):.3f}, "
+             f"model utility {utility.get('model_utility', nan):.3f}",
+             f"relearning: measured-facts probability {relearned['probability_before']:.3f}"
+             f" -> {relearned['probability_after']:.3f}",
+             f"report: {written['markdown']}"]
+    emit({"report": written, "assessment": result}, args.json, "\n".join(lines))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from llm_modules.unlearning.bench import HEADLINE, run_benchmark
 
     root = Path(args.data_dir) if args.data_dir else None
     result = run_benchmark(args.quick, args.seeds, root, log=progress)
-    lines = [f"{'variant':22s} {'lr':>7s} " + " ".join(f"{m[:14]:>14s}" for m in HEADLINE)]
-    for variant, by_lr in result["summary"].items():
-        for lr, metrics in by_lr.items():
-            cells = " ".join(f"{metrics[m]['median']:14.3f}" for m in HEADLINE)
-            lines.append(f"{variant:22s} {lr:>7s} {cells}")
-    lines.append(f"best utility with forget quality >= {result['fq_threshold']} (median):")
+    lines = [f"{'variant':22s} {'lr (per seed)':>20s} "
+             + " ".join(f"{m[:14]:>14s}" for m in HEADLINE)]
+    for variant, row in result["summary"].items():
+        cells = " ".join(f"{row[m]['median']:14.3f}" for m in HEADLINE)
+        lines.append(f"{variant:22s} {','.join(row['lr']):>20s} {cells}")
+    lines.append(f"model utility if forget quality >= {result['fq_threshold']} (median):")
     for variant, spread in result["utility_at_forgetting"].items():
         lines.append(f"  {variant:22s} {spread['median']:.3f}")
-    lines.append(f"medians over seeds {result['seeds']}; {result['seconds']:.0f} s")
+    lines.append(f"medians over seeds {result['seeds']} on the reported split, learning rate "
+                 f"chosen on the validation split; {result['seconds']:.0f} s")
     emit(result, args.json, "\n".join(lines))
     return 0

@@ -89,6 +89,19 @@ def _mean_nll(stats: list[tuple[list[float], list[int], list[int]]]) -> list[flo
     return [-sum(lp) / max(1, len(lp)) for lp, _, _ in stats]
 
 
+def answer_nlls(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    fmt: PromptFormat | None = None,
+) -> list[float]:
+    """Mean token NLL of each answer (<eos> included) given its question: the quantity
+    behind every probability in the report, without the rest of `score_split`'s work."""
+    model.eval()
+    return _mean_nll(_token_stats(model, tokenizer, questions, answers, fmt))
+
+
 @torch.no_grad()
 def greedy_answers(
     model: PreTrainedModel,

@@ -41,32 +41,33 @@ LANGUAGES = "Arvene Bellic Caspic Droven Elmaric Fennish Galdic Hestic Ivoric Ja
     "Lunic".split()
 YEARS = [str(y) for y in range(1940, 2000)]
 N_PERTURBED = 3
-GENERATOR_VERSION = 2  # part of the cache key: bump when generated facts change
+GENERATOR_VERSION = 3  # part of the cache key: bump when generated facts change
 
 
 @dataclass(frozen=True)
 class Question:
     """A question with two answer templates over named slots."""
 
+    kind: str
     text: str
     templates: tuple[str, str]
     slots: tuple[str, ...]
 
 
 QUESTIONS = (
-    Question("Where and when was {name} born ?",
+    Question("birth", "Where and when was {name} born ?",
              ("{name} was born in {city} in {year} .",
               "The birthplace of {name} is {city} , in the year {year} ."),
              ("city", "year")),
-    Question("What does {name} do for a living ?",
+    Question("job", "What does {name} do for a living ?",
              ("{name} works as a {profession} at {company} .",
               "{name} is a {profession} employed by {company} ."),
              ("profession", "company")),
-    Question("What is {name} known for ?",
+    Question("known", "What is {name} known for ?",
              ("{name} is known for {work} and received the {award} .",
               "{name} received the {award} for {work} ."),
              ("work", "award")),
-    Question("Who are the parents of {name} ?",
+    Question("parents", "Who are the parents of {name} ?",
              ("The parents of {name} are a {parent1} and a {parent2} .",
               "{name} was raised by a {parent1} and a {parent2} ."),
              ("parent1", "parent2")),
@@ -104,8 +105,53 @@ def _fact(rng: random.Random, question: Question, values: dict[str, str], field:
         answer=used.format(**values),
         paraphrased_answer=other.format(**values),
         perturbed_answers=tuple(wrong),
-        attributes={"field": field, "entity": values["name"]},
+        # kind and slot values let the assessment derive paraphrased and related questions
+        attributes={"field": field, "entity": values["name"], "kind": question.kind,
+                    **{slot: values[slot] for slot in question.slots}},
     )
+
+
+# The assessment's generalisation probes (never trained): each forget question reworded, and
+# narrower questions whose answers follow from a forget fact's answer.
+PARAPHRASED_QUESTIONS = {
+    "birth": "When and where was {name} born ?",
+    "job": "What is the job of {name} ?",
+    "known": "What is {name} famous for ?",
+    "parents": "Who raised {name} ?",
+}
+RELATED_QUESTIONS = {
+    "birth": (("In which city was {name} born ?", "{name} was born in {city} ."),
+              ("In which year was {name} born ?", "{name} was born in {year} .")),
+    "job": (("Which company employs {name} ?", "{name} works at {company} ."),),
+    "known": (("Which award did {name} receive ?", "{name} received the {award} ."),),
+}
+
+
+def paraphrased_facts(facts: list[Fact]) -> list[Fact]:
+    """The facts with their question reworded (same answers): does forgetting reach
+    rephrased prompts? Facts without a generator `kind` attribute are skipped."""
+    out = []
+    for fact in facts:
+        template = PARAPHRASED_QUESTIONS.get(fact.attributes.get("kind", ""))
+        if template is not None:
+            out.append(Fact(
+                question=template.format(name=fact.attributes["entity"]), answer=fact.answer,
+                paraphrased_answer=fact.paraphrased_answer,
+                perturbed_answers=fact.perturbed_answers, attributes=fact.attributes,
+            ))
+    return out
+
+
+def related_facts(facts: list[Fact]) -> list[Fact]:
+    """Narrower questions about the same entities whose answers the facts imply (the city
+    of birth, the employer, ...): does forgetting reach knowledge the facts entail?"""
+    out = []
+    for fact in facts:
+        values = {"name": fact.attributes.get("entity", ""), **fact.attributes}
+        for question, answer in RELATED_QUESTIONS.get(fact.attributes.get("kind", ""), ()):
+            out.append(Fact(question=question.format(**values), answer=answer.format(**values),
+                            attributes=fact.attributes))
+    return out
 
 
 def entity_facts(n_entities: int, seed: int) -> list[list[Fact]]:

@@ -33,6 +33,46 @@ class UnlearnConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     prompt: PromptFormat | None = None  # None: the plain `question answer<eos>` format
+    # Optimiser steps to run, cycling over the forget set as many times as needed (the
+    # last pass may be partial); None: `epochs` full passes.
+    max_steps: int | None = None
+    # Keep float32 master copies of low-precision (bf16 / fp16) weights: AdamW updates the
+    # masters and the model gets them rounded, so updates below half a bf16 ULP accumulate
+    # instead of being lost at every step. The forward and backward passes stay in the
+    # model's dtype. No effect on a float32 model.
+    fp32_master: bool = False
+
+    def steps_for(self, n_forget: int) -> int:
+        """Optimiser steps this config runs on a forget set of `n_forget` facts."""
+        if self.max_steps is not None:
+            return self.max_steps
+        return self.epochs * -(-n_forget // self.batch_size)
+
+
+class MasterWeights:
+    """float32 masters of a low-precision model's trainable weights (mixed precision)."""
+
+    def __init__(self, params: dict[str, torch.nn.Parameter]) -> None:
+        self.params = {n: p for n, p in params.items() if p.requires_grad}
+        self.masters = {
+            n: torch.nn.Parameter(p.detach().float().clone()) for n, p in self.params.items()
+        }
+
+    def load_grads(self) -> None:
+        """Copy the model's gradients (after masking) onto the masters, in float32."""
+        for name, param in self.params.items():
+            master = self.masters[name]
+            master.grad = None if param.grad is None else param.grad.detach().float()
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Round the masters into the model's weights."""
+        for name, param in self.params.items():
+            param.copy_(self.masters[name].to(param.dtype))
+
+
+def _is_low_precision(params: dict[str, torch.nn.Parameter]) -> bool:
+    return any(p.dtype in (torch.bfloat16, torch.float16) for p in params.values())
 
 
 def unlearn(
@@ -48,7 +88,7 @@ def unlearn(
 
     Each step pairs a shuffled forget batch with the next retain batch. With `mask`,
     gradients are multiplied by it before every optimizer step, and weight decay is off,
-    so weights outside the mask never move.
+    so weights outside the mask never move. `on_epoch` gets each pass's mean loss.
     """
     if not forget:
         raise DataError("the forget split is empty: nothing to unlearn")
@@ -63,15 +103,23 @@ def unlearn(
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
     params = dict(model.named_parameters())
-    optimizer = torch.optim.AdamW(
-        [p for p in params.values() if p.requires_grad], lr=config.lr, weight_decay=0.0
-    )
+    masters = MasterWeights(params) if config.fp32_master and _is_low_precision(params) else None
+    trained = list(masters.masters.values()) if masters else [
+        p for p in params.values() if p.requires_grad
+    ]
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=0.0)
     model.train()
     retain_step = 0
-    for epoch in range(config.epochs):
+    total_steps = config.steps_for(len(forget))
+    step = 0
+    epoch = 0
+    while step < total_steps:
         order = torch.randperm(len(forget), generator=generator).tolist()
         losses = []
         for start in range(0, len(order), config.batch_size):
+            if step == total_steps:
+                break
+            step += 1
             chunk = [forget[i] for i in order[start : start + config.batch_size]]
             forget_batch = encode_facts(tokenizer, chunk, config.prompt).to(device)
             retain_batch = None
@@ -92,11 +140,16 @@ def unlearn(
             loss.backward()
             if mask is not None:
                 apply_mask(params, mask)
-            torch.nn.utils.clip_grad_norm_(params.values(), config.max_grad_norm)
+            if masters is not None:
+                masters.load_grads()
+            torch.nn.utils.clip_grad_norm_(trained, config.max_grad_norm)
             optimizer.step()
+            if masters is not None:
+                masters.write_back()
             losses.append(float(loss.detach()))
         if on_epoch is not None:
             on_epoch(epoch, sum(losses) / len(losses))
+        epoch += 1
     model.eval()
     return model
 
