@@ -285,6 +285,22 @@ def test_forget_reply_carries_the_retrained_shards_votes_on_the_query_rows(
         coordinator.forget(ids, query="train")
 
 
+def test_logistic_scoring_shortcut_gives_scikit_learns_bits() -> None:
+    from federation.sisa.learners import make_learner, one_blas_thread
+
+    data = load_dataset("german")
+    learner = make_learner("sgd", 2)
+    state, _ = learner.train_slice(learner.initial_state([0, 1]), data.features[:300],
+                                   data.labels[:300], [0, 1, 1])
+    rows = data.features[300:700]
+    with one_blas_thread():
+        reference = state.predict_proba(rows)[:, 1]
+    assert np.array_equal(learner.predict_proba(state, rows), reference)
+    # Rows of another width take scikit-learn's own path and its error.
+    with pytest.raises(ValueError, match="features"):
+        learner.predict_proba(state, rows[:, :5])
+
+
 def test_a_host_trains_only_on_rows_it_holds(tmp_path: Path) -> None:
     store = _store(tmp_path, "german", [[1, 2, 3], [4, 5, 6]])
     with pytest.raises(ProtocolError, match=r"does not hold ids \[7\]"):
