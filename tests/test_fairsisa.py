@@ -244,6 +244,8 @@ def test_incremental_refit_equals_refitting_from_scratch(method: str) -> None:
     )
     with pytest.raises(FairnessError, match="voter 7 not in 0..4"):
         post.update_voter(7, changed[keep, 0])
+    with pytest.raises(FairnessError, match=r"scores in \[0, 1\]"):
+        post.update_voter(0, np.full(len(keep), np.nan))
 
 
 @pytest.mark.parametrize("objective", ["accuracy", "balanced_accuracy"])

@@ -9,7 +9,8 @@ from `seed`, so retraining from a checkpoint reproduces training from scratch ex
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -95,21 +96,30 @@ class SklearnLearner:
         return proba[:, positive]
 
 
-_CONTROLLER: list[Any] = []
+_BLAS: list[Any] = []
 
 
-def one_blas_thread() -> Any:
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
     """A context in which BLAS runs on one thread. Scoring query rows is a matrix-vector
-    product of a few milliseconds' work or less: extra BLAS threads only add
-    synchronisation, which on a host busy with other work costs tens of milliseconds
-    (measured: 19 ms against 0.1 ms for 12,000 x 50 rows on a loaded 2-core machine).
-    Each row's result is computed by one thread either way, so the values are the same.
-    The controller is built once per process (it inspects the loaded libraries)."""
-    from threadpoolctl import ThreadpoolController
+    product of a millisecond's work or less: extra BLAS threads only add synchronisation,
+    which on a host busy with other work costs tens of milliseconds (measured: 19 ms
+    against 0.1 ms for 12,000 x 50 rows on a loaded 2-core machine). Each row's result is
+    computed by one thread either way. The BLAS libraries are looked up once per process
+    (threadpoolctl inspects the loaded libraries, ~40 ms); switching costs microseconds."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
 
-    if not _CONTROLLER:
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+        _BLAS.append(ThreadpoolController().select(user_api="blas").lib_controllers)
+    libraries = _BLAS[0]
+    before = [lib.num_threads for lib in libraries]
+    for lib in libraries:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, threads in zip(libraries, before, strict=True):
+            lib.set_num_threads(threads)
 
 
 def _plain_logistic(state: ClassifierMixin, features: np.ndarray) -> bool:

@@ -114,17 +114,18 @@ class ShardStore:
         """`forget`, then P(y = 1) of the resulting model on `query`, scored with the model
         still in memory (no checkpoint reload). The scoring time is reported apart, in
         `query_seconds`, so that it is not hidden in the retraining cost."""
-        update, state = self._forget(ids)
+        update, state, learner = self._forget(ids)
         started = time.perf_counter()
-        spec = self.spec
-        learner = make_learner(spec.learner, spec.epochs)
         if state is None:  # nothing was retrained: the current model is the last checkpoint
+            spec = self.spec
+            learner = make_learner(spec.learner, spec.epochs)
             state = self._load_checkpoint(len(self.slices))
         proba = learner.predict_proba(state, query)
         return replace(update, query_seconds=time.perf_counter() - started), proba
 
-    def _forget(self, ids: list[int]) -> tuple[ShardUpdate, Any]:
-        """The forget; also the retrained model (None when nothing was retrained)."""
+    def _forget(self, ids: list[int]) -> tuple[ShardUpdate, Any, Any]:
+        """The forget; also the retrained model and its learner (None, None when nothing
+        was retrained)."""
         forgotten = set(self._read("forgotten.json"))
         rows = self.rows()
         leftover = sorted(forgotten & set(rows.ids.tolist()))
@@ -137,7 +138,7 @@ class ShardStore:
         if strangers:
             raise Pv4fadError(f"shard {self.shard} does not hold ids {strangers[:10]}")
         if not todo:
-            return ShardUpdate(self.shard, 0, 0, []), None
+            return ShardUpdate(self.shard, 0, 0, []), None, None
         gone = set(todo)
         first = min(r for r, s in enumerate(slices, start=1) if gone & set(s))
         kept = [[i for i in s if i not in gone] for s in slices]
@@ -148,7 +149,7 @@ class ShardStore:
         self._write("slices.json", kept)
         self._write("forgotten.json", sorted(forgotten | gone))
         rows.delete(todo)
-        return ShardUpdate(self.shard, first, samples, todo), state
+        return ShardUpdate(self.shard, first, samples, todo), state, learner
 
     def rows(self) -> OwnedRows:
         """This shard's rows, from the host's own partition file."""

@@ -279,10 +279,16 @@ def _zonotope(fpr: np.ndarray, tpr: np.ndarray) -> np.ndarray:
     return np.vstack([[0.0, 0.0], lower, upper[::-1][1:], [0.0, 0.0]])[:-1]
 
 
+def _next(polygon: np.ndarray) -> np.ndarray:
+    """Each vertex's successor (np.roll(polygon, -1, axis=0), at a fraction of its cost:
+    this runs in every refit after a forget)."""
+    return np.concatenate([polygon[1:], polygon[:1]])
+
+
 def _inside(points: np.ndarray, polygon: np.ndarray, slack: float = 1e-10) -> np.ndarray:
     """Which points lie in the convex counter-clockwise polygon (on its edges included)."""
     a = polygon
-    edge = np.roll(polygon, -1, axis=0) - a
+    edge = _next(polygon) - a
     side = edge[None, :, 0] * (points[:, None, 1] - a[None, :, 1]) - edge[None, :, 1] * (
         points[:, None, 0] - a[None, :, 0]
     )
@@ -292,8 +298,8 @@ def _inside(points: np.ndarray, polygon: np.ndarray, slack: float = 1e-10) -> np
 def _intersection_vertices(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Candidate vertices of the intersection of two convex polygons: each one's vertices
     inside the other, and the crossings of their edges (all pairs at once)."""
-    p, r = first, np.roll(first, -1, axis=0) - first
-    q, s = second, np.roll(second, -1, axis=0) - second
+    p, r = first, _next(first) - first
+    q, s = second, _next(second) - second
     cross = r[:, None, 0] * s[None, :, 1] - r[:, None, 1] * s[None, :, 0]
     diff = q[None, :, :] - p[:, None, :]
     with np.errstate(divide="ignore", invalid="ignore"):

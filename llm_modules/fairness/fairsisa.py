@@ -167,8 +167,8 @@ class FairSISA:
                 f"FairSISA update: expected {len(self.y_)} votes (one per fitting row), got "
                 f"shape {values.shape}"
             )
-        if values.dtype.kind == "f" and (np.isnan(values).any() or (values < 0).any()
-                                         or (values > 1).any()):
+        # One pass: NaN fails both comparisons.
+        if values.dtype.kind == "f" and not ((values >= 0) & (values <= 1)).all():
             raise FairnessError("FairSISA update: votes must be 0/1 and scores in [0, 1]")
         new = values >= 0.5
         changed = np.flatnonzero(new != self.votes_[:, voter].astype(bool))
