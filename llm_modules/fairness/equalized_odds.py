@@ -2,7 +2,9 @@
 
 The predictor's output takes levels v_1 < ... < v_K. Per group g the derived predictor
 says 1 with probability p[g, k] at level k. It minimises the expected error on the fitting
-data subject to equal TPR and equal FPR in every group (scipy's linprog, HiGHS); with
+data subject to equal TPR and equal FPR in every group (scipy's linprog, HiGHS; for two
+groups at tolerance 0, any map or monotone maps over given levels, an exact geometric
+solver, `solve_two_groups`); with
 `tolerance` > 0 the groups' TPR and FPR may differ from the first group's by at most that
 much (the accuracy / fairness trade-off). With
 `monotone=True`, p[g, .] is non-decreasing in the level, so each group's decision is a
