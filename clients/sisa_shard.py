@@ -8,7 +8,9 @@ metadata) and, for a query the coordinator sent, the shard models' probabilities
 models never leave it.
 
 Messages (the coordinator's phase names): `query.hello` -> client name; `train` -> train the
-listed shards; `query.forget` -> forget ids in one shard; `query.predict` -> probabilities.
+listed shards; `query.forget` -> forget ids in one shard (optionally with query rows: the
+reply then carries the retrained shard's probabilities on them, scored while the model is
+still in memory; the rows are not kept); `query.predict` -> probabilities.
 Both sides record every message in their transcript ledger (`<root>/transcript.jsonl` here)
 with the classes below. Prediction is the one plaintext exchange: the coordinator's query
 rows go to the hosts and each shard's probabilities come back, because the coordinator is
@@ -35,10 +37,23 @@ PUBLIC, PLAINTEXT = PayloadClass.PUBLIC, PayloadClass.PLAINTEXT
 FIELD_CLASSES: dict[str, tuple[dict[str, PayloadClass], dict[str, PayloadClass]]] = {
     "hello": ({}, {"client": PUBLIC}),
     "train": ({"specs": PUBLIC, "slices": PUBLIC}, {"updates": PUBLIC}),
-    "forget": ({"shard": PUBLIC, "ids": PUBLIC}, {"update": PUBLIC}),
+    "forget": (
+        {"shard": PUBLIC, "ids": PUBLIC, "features": PLAINTEXT},
+        {"update": PUBLIC, "proba": PLAINTEXT},
+    ),
     "predict": ({"shards": PUBLIC, "features": PLAINTEXT}, {"shards": PUBLIC, "proba": PLAINTEXT}),
 }
 COORDINATOR = "coordinator"
+ARRAY_FIELDS = ("features", "proba")  # carried as ArrayRecords, and only when sent
+
+
+def fields_sent(classes: dict[str, PayloadClass], content: RecordDict) -> dict[str, PayloadClass]:
+    """The field classes of what a message carries: an optional array field (a forget
+    without query rows) is left out when absent, so the ledger shows no plaintext there."""
+    return {
+        name: kind for name, kind in classes.items()
+        if name not in ARRAY_FIELDS or name in content.array_records
+    }
 
 
 def message_bytes(content: RecordDict) -> int:
@@ -58,7 +73,8 @@ def record_exchange(host: ShardHost, run: str, msg: Message, reply: RecordDict) 
     for direction, sender, receiver, body, classes in exchange:
         ledger.record(
             direction=direction, round=0, phase=phase, sender=sender, receiver=receiver,
-            message_type=msg.metadata.message_type, nbytes=message_bytes(body), fields=classes,
+            message_type=msg.metadata.message_type, nbytes=message_bytes(body),
+            fields=fields_sent(classes, body),
         )
 
 
@@ -73,8 +89,14 @@ class ShardHost:
         pairs = zip(specs, slices, strict=True)
         return [ShardStore(self.root, spec.shard).train(spec, sl) for spec, sl in pairs]
 
-    def forget(self, shard: int, ids: list[int]) -> ShardUpdate:
-        return ShardStore(self.root, shard).forget(ids)
+    def forget(
+        self, shard: int, ids: list[int], query: np.ndarray | None = None
+    ) -> tuple[ShardUpdate, np.ndarray | None]:
+        """Forget `ids` in `shard`; with `query`, also the retrained model's P(y = 1) on it."""
+        store = ShardStore(self.root, shard)
+        if query is None:
+            return store.forget(ids), None
+        return store.forget_and_score(ids, query)
 
     def predict(self, shards: list[int], features: np.ndarray) -> dict[int, np.ndarray]:
         return {s: ShardStore(self.root, s).predict_proba(features) for s in shards}
@@ -115,8 +137,12 @@ def make_client_app(hosts: Mapping[int, tuple[str, str]]) -> ClientApp:
     @app.query("forget")
     def forget(msg: Message, context: Context) -> Message:
         body = request(msg)
-        update = host_of(context).forget(int(body["shard"]), list(body["ids"]))
-        return reply(msg, context, {"update": asdict(update)})
+        query = None
+        if "features" in msg.content.array_records:
+            query = msg.content.array_records["features"].to_numpy_ndarrays()[0]
+        update, proba = host_of(context).forget(int(body["shard"]), list(body["ids"]), query)
+        arrays = None if proba is None else ArrayRecord(numpy_ndarrays=[proba])
+        return reply(msg, context, {"update": asdict(update)}, arrays)
 
     @app.query("predict")
     def predict(msg: Message, context: Context) -> Message:

@@ -64,7 +64,9 @@ class ShardTransport(Protocol):
         self, client: str, specs: list[ShardSpec], slices: list[list[list[int]]]
     ) -> list[ShardUpdate]: ...
 
-    def forget(self, client: str, shard: int, ids: list[int]) -> ShardUpdate: ...
+    def forget(
+        self, client: str, shard: int, ids: list[int], query: np.ndarray | None = None
+    ) -> tuple[ShardUpdate, np.ndarray | None]: ...
 
     def predict(self, client: str, shards: list[int], features: np.ndarray) -> ShardProba: ...
 
@@ -88,9 +90,14 @@ class LocalTransport:
         self.messages.append((client, "train", [s.shard for s in specs]))
         return self.hosts[client].train(specs, slices)
 
-    def forget(self, client: str, shard: int, ids: list[int]) -> ShardUpdate:
-        self.messages.append((client, "forget", (shard, list(ids))))
-        return self.hosts[client].forget(shard, ids)
+    def forget(
+        self, client: str, shard: int, ids: list[int], query: np.ndarray | None = None
+    ) -> tuple[ShardUpdate, np.ndarray | None]:
+        sent: tuple[Any, ...] = (shard, list(ids))
+        if query is not None:
+            sent += (("query rows", len(query)),)
+        self.messages.append((client, "forget", sent))
+        return self.hosts[client].forget(shard, ids, query)
 
     def predict(self, client: str, shards: list[int], features: np.ndarray) -> ShardProba:
         self.messages.append((client, "predict", list(shards)))
@@ -201,9 +208,17 @@ class SisaCoordinator:
         self._log({"event": "trained", "config": asdict(config), "samples": samples})
         return {"config": asdict(config), "train_samples": samples, "hosts": hosts}
 
-    def forget(self, ids: Sequence[int]) -> dict[str, Any]:
+    def forget(self, ids: Sequence[int], query: str | None = None) -> dict[str, Any]:
         """Route a deletion request to the shards holding `ids`; queue what cannot be
-        applied now. Unknown ids reject the whole request before anything changes."""
+        applied now. Unknown ids reject the whole request before anything changes.
+
+        `query` ("calib" or "test") sends the coordinator's own rows of that name (after
+        deleting any of them named in `ids`) with each forget: every shard retrained now
+        answers with its new P(y = 1) on them (`query_proba` in its `applied` entry, with
+        the host's scoring time in `query_seconds`), so a post-processor fitted on those rows
+        can be refit without querying the shard again."""
+        if query not in (None, "calib", "test"):
+            raise Pv4fadError(f"forget query {query!r}: expected 'calib' or 'test'")
         registry = self.registry
         owner = {i: int(s) for s, members in registry["shard_ids"].items() for i in members}
         forgotten = set(registry["forgotten"])
@@ -233,7 +248,10 @@ class SisaCoordinator:
         ]
         self._save("pending.json", pending)
         self._move_forgotten(todo)
-        applied = self.flush_pending()
+        rows = None
+        if query is not None:
+            rows = calib if query == "calib" and calib is not None else self.owned(query)
+        applied = self.flush_pending(None if rows is None else rows.features)
         samples = sum(a["samples"] for a in applied)
         config = registry["config"]
         remaining = sum(len(m) for m in registry["shard_ids"].values()) - len(todo)
@@ -268,8 +286,9 @@ class SisaCoordinator:
         lines = path.read_text(encoding="utf-8").splitlines()
         return [e for e in map(json.loads, lines) if e["event"] == "received"]
 
-    def flush_pending(self) -> list[dict[str, Any]]:
-        """Apply every queued deletion whose host is connected; keep the rest queued."""
+    def flush_pending(self, query: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Apply every queued deletion whose host is connected; keep the rest queued. With
+        `query` rows, each applied entry also holds the retrained shard's `query_proba`."""
         online = self.transport.online()
         applied, still = [], []
         for entry in self.pending:
@@ -277,12 +296,16 @@ class SisaCoordinator:
                 still.append(entry)
                 continue
             try:
-                update = self.transport.forget(entry["client"], entry["shard"], entry["ids"])
+                update, proba = self.transport.forget(
+                    entry["client"], entry["shard"], entry["ids"], query
+                )
             except ProtocolError as exc:
                 still.append({**entry, "last_error": str(exc)})
                 continue
-            done = {"request": entry["request"], **asdict(update)}
+            done: dict[str, Any] = {"request": entry["request"], **asdict(update)}
             self._log({"event": "applied", **done})
+            if proba is not None:  # an array, not logged: the caller's to use
+                done["query_proba"] = proba
             applied.append(done)
         for entry in still:
             self._log({"event": "queued", **entry})

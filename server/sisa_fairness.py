@@ -15,6 +15,7 @@ flagged as trivial; the test EOD comes with a bootstrap interval (rows resampled
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 import warnings
@@ -280,6 +281,115 @@ def render_table(result: dict[str, Any]) -> str:
 UNLEARN_METHODS = ("constituent", "aggregate", "votes")
 
 
+class _Deployed:
+    """A trained SISA run and its post-processors (a), (b), (c) fitted on the coordinator's
+    calibration rows: what a deployment keeps, and refits after each forget."""
+
+    def __init__(self, setup: FairnessSetup, seed: int, root: Path) -> None:
+        self.setup = setup
+        self.coordinator, _ = _train_and_score(setup, setup.shards, setup.slices, seed, root)
+        self.cal, self.test = self.coordinator.owned("calib"), self.coordinator.owned("test")
+        full = self.coordinator.predict(self.cal.features)
+        self.column = {s: k for k, s in enumerate(full.shards)}
+        group = self.cal.groups[setup.sensitive]
+        self.posts = {
+            m: FairSISA(m, objective=setup.objective).fit(full.proba, self.cal.labels, group)
+            for m in UNLEARN_METHODS
+        }
+
+    def held_ids(self) -> np.ndarray:
+        registry = self.coordinator.registry
+        return np.array(sorted(i for ids in registry["shard_ids"].values() for i in ids),
+                        dtype=np.int64)
+
+    def forget(self, ids: list[int]) -> tuple[dict[str, Any], float]:
+        """Forget `ids` (training and calibration ids), the retrained shards scoring the
+        calibration rows in their reply; drop deleted calibration rows from every
+        post-processor. Returns the report and the forget's wall seconds."""
+        started = time.perf_counter()
+        report = self.coordinator.forget(ids, query="calib")
+        seconds = time.perf_counter() - started
+        gone = report["calibration_forgotten"]
+        if gone:
+            positions = self.cal.positions(gone, "the coordinator")
+            for post in self.posts.values():
+                post.forget_rows(positions)
+            self.cal = self.coordinator.owned("calib")
+        return report, seconds
+
+    def refit(self, report: dict[str, Any]) -> tuple[float, dict[str, float], dict[str, bool]]:
+        """Refit every post-processor from the votes in the forget replies: (the hosts'
+        scoring seconds inside the forget, update seconds per method, whether each one
+        re-solved its LP)."""
+        scoring, update = 0.0, dict.fromkeys(self.posts, 0.0)
+        resolved = dict.fromkeys(self.posts, False)
+        for applied in report["applied"]:
+            scoring += applied["query_seconds"]
+            votes = applied["query_proba"]
+            for m, post in self.posts.items():
+                t0 = time.perf_counter()
+                post.update_voter(self.column[applied["shard"]], votes)
+                update[m] += time.perf_counter() - t0
+                resolved[m] |= post.resolved_
+        return scoring, update, resolved
+
+    def refit_equals_scratch(self) -> bool:
+        """The incrementally refit post-processors equal refits from scratch on a fresh
+        query of every shard."""
+        now = self.coordinator.predict(self.cal.features).proba
+        group = self.cal.groups[self.setup.sensitive]
+        return all(
+            np.allclose(
+                post.predict_proba(now, group),
+                FairSISA(m, objective=self.setup.objective)
+                .fit(now, self.cal.labels, group).predict_proba(now, group),
+            )
+            for m, post in self.posts.items()
+        )
+
+    def scores(self) -> dict[str, Any]:
+        proba = self.coordinator.predict(self.test.features).proba
+        g = self.test.groups[self.setup.sensitive]
+        out = {}
+        for m, post in self.posts.items():
+            report = fairness_report(self.test.labels, post.predict_proba(proba, g), g)
+            report.pop("groups")
+            out[m] = report
+        return out
+
+    def one_id_forget(self, rng: np.random.Generator, train_one_shard_s: float,
+                      pool: np.ndarray | None = None) -> dict[str, Any]:
+        """One one-id forget and the refit after it, timed. The whole refit is the host's
+        scoring of the calibration rows inside the forget plus the post-processor's update;
+        it is compared with the forget without that scoring (retraining the shard) and with
+        training one shard from scratch. For comparison, the retrained shard is then also
+        queried separately (the path without votes in the reply: it reloads the checkpoint),
+        which must give the reply's probabilities exactly."""
+        held = self.held_ids() if pool is None else np.intersect1d(pool, self.held_ids())
+        report, forget_s = self.forget([int(rng.choice(held))])
+        scoring, update, resolved = self.refit(report)
+        retrain_s = forget_s - scoring
+        transport = self.coordinator.transport
+        (applied,) = report["applied"]
+        shard = applied["shard"]
+        t0 = time.perf_counter()
+        fresh = transport.predict(self.coordinator.registry["hosts"][str(shard)], [shard],
+                                  self.cal.features)[shard]
+        requery_s = time.perf_counter() - t0
+        return {
+            "forget_seconds": forget_s, "retrain_seconds": retrain_s,
+            "retrain_samples": report["samples"],
+            "query_seconds": scoring, "refit_update_seconds": update,
+            "refit_resolved": resolved,
+            "refit_fraction_of_forget": {m: (scoring + u) / retrain_s for m, u in update.items()},
+            "refit_fraction_of_training_one_shard": {
+                m: (scoring + u) / train_one_shard_s for m, u in update.items()
+            },
+            "requery_seconds": requery_s,
+            "reply_equals_requery": bool(np.array_equal(fresh, applied["query_proba"])),
+        }
+
+
 def run_unlearning(
     setup: FairnessSetup, seed: int, root: Path, steps: int = 5, share: float = 0.02,
     concentrated: bool = False, single_requests: int = 5,
@@ -287,113 +397,62 @@ def run_unlearning(
     """Fairness through unlearning: train once, then `steps` forget requests of `share` of
     the training rows each (random, or all from group 1 of `setup.sensitive` when
     `concentrated`), plus the same share of the coordinator's calibration rows. After each
-    forget every post-processor is re-fitted incrementally (the retrained shards' votes on
-    the calibration rows are fetched again and only the changed cells move) and checked
-    against a refit from scratch; test accuracy and EOD are recorded. Then
-    `single_requests` one-id forgets measure the refit cost against retraining the shard."""
-    coordinator, _ = _train_and_score(setup, setup.shards, setup.slices, seed, root)
+    forget every post-processor is re-fitted incrementally (the retrained shards return
+    their new votes on the calibration rows in the forget reply, and only the changed cells
+    move) and checked against a refit from scratch; test accuracy and EOD are recorded.
+    Then `single_requests` one-id forgets measure the refit cost against retraining."""
+    deployed = _Deployed(setup, seed, root)
     data = load_dataset(setup.dataset)  # only to play the people who ask to be forgotten
     in_group = data.groups[setup.sensitive]
-    transport = coordinator.transport
-    assert isinstance(transport, LocalTransport)
-    cal, test = coordinator.owned("calib"), coordinator.owned("test")
-    full = coordinator.predict(cal.features)
-    train_one_shard_s = float(np.median(coordinator_train_seconds(coordinator)))
-    posts = {
-        m: FairSISA(m, objective=setup.objective).fit(
-            full.proba, cal.labels, cal.groups[setup.sensitive]
-        )
-        for m in UNLEARN_METHODS
-    }
+    train_one_shard_s = float(np.median(coordinator_train_seconds(deployed.coordinator)))
     rng = np.random.default_rng([seed, 5, int(concentrated)])
-    column = {s: k for k, s in enumerate(full.shards)}
-
-    def held_ids() -> np.ndarray:
-        return np.array(sorted(i for ids in coordinator.registry["shard_ids"].values()
-                               for i in ids), dtype=np.int64)
 
     def pick(pool: np.ndarray, count: int) -> list[int]:
         if concentrated:
             pool = pool[in_group[pool] == 1]
         return sorted(rng.choice(pool, size=min(count, len(pool)), replace=False).tolist())
 
-    def refit(report: dict[str, Any], cal_now: Any) -> tuple[float, dict[str, float]]:
-        """Incremental refit after `report`: (inference s, update s per method)."""
-        infer, update = 0.0, dict.fromkeys(posts, 0.0)
-        hosts = coordinator.registry["hosts"]
-        for applied in report["applied"]:
-            s = applied["shard"]
-            t0 = time.perf_counter()
-            votes = transport.predict(hosts[str(s)], [s], cal_now.features)[s]
-            infer += time.perf_counter() - t0
-            for m, post in posts.items():
-                t1 = time.perf_counter()
-                post.update_voter(column[s], votes)
-                update[m] += time.perf_counter() - t1
-        return infer, update
-
-    def scores() -> dict[str, Any]:
-        proba = coordinator.predict(test.features).proba
-        g = test.groups[setup.sensitive]
-        out = {}
-        for m, post in posts.items():
-            report = fairness_report(test.labels, post.predict_proba(proba, g), g)
-            report.pop("groups")
-            out[m] = report
-        return out
-
-    n_train = len(held_ids())
-    sequence = [{"step": 0, "forgotten_share": 0.0, "test": scores()}]
+    n_train = len(deployed.held_ids())
+    sequence = [{"step": 0, "forgotten_share": 0.0, "test": deployed.scores()}]
     for step in range(1, steps + 1):
-        ids = pick(held_ids(), int(round(share * n_train)))
-        cal_ids = pick(cal.ids, int(round(share * len(cal.ids))))
-        t0 = time.perf_counter()
-        report = coordinator.forget(ids + cal_ids)
-        forget_s = time.perf_counter() - t0
-        positions = cal.positions(cal_ids, "the coordinator")
-        for post in posts.values():
-            post.forget_rows(positions)
-        cal = coordinator.owned("calib")
-        infer, update = refit(report, cal)
-        # The incremental refit must equal a refit from scratch on the current votes.
-        now = coordinator.predict(cal.features).proba
-        exact = all(
-            np.allclose(
-                post.predict_proba(now, cal.groups[setup.sensitive]),
-                FairSISA(m, objective=setup.objective)
-                .fit(now, cal.labels, cal.groups[setup.sensitive])
-                .predict_proba(now, cal.groups[setup.sensitive]),
-            )
-            for m, post in posts.items()
-        )
-        retrained = len(report["applied"])
+        ids = pick(deployed.held_ids(), int(round(share * n_train)))
+        cal_ids = pick(deployed.cal.ids, int(round(share * len(deployed.cal.ids))))
+        report, forget_s = deployed.forget(ids + cal_ids)
+        scoring, update, _ = deployed.refit(report)
         sequence.append({
-            "step": step, "forgotten_share": 1 - len(held_ids()) / n_train,
-            "calibration_rows": len(cal.ids), "shards_retrained": retrained,
-            "forget_seconds": forget_s, "refit_inference_seconds": infer,
-            "refit_update_seconds": update, "refit_equals_scratch": bool(exact),
-            "test": scores(),
+            "step": step, "forgotten_share": 1 - len(deployed.held_ids()) / n_train,
+            "calibration_rows": len(deployed.cal.ids),
+            "shards_retrained": len(report["applied"]),
+            "forget_seconds": forget_s, "refit_inference_seconds": scoring,
+            "refit_update_seconds": update,
+            "refit_equals_scratch": deployed.refit_equals_scratch(),
+            "test": deployed.scores(),
         })
-    singles = []
-    for _ in range(single_requests):
-        ids = pick(held_ids(), 1)
-        t0 = time.perf_counter()
-        report = coordinator.forget(ids)
-        forget_s = time.perf_counter() - t0
-        infer, update = refit(report, cal)
-        singles.append({
-            "forget_seconds": forget_s, "retrain_samples": report["samples"],
-            "refit_inference_seconds": infer, "refit_update_seconds": update,
-            # Per method: its refit (the retrained shard's calibration votes + its update)
-            # against retraining that one shard (this forget) and training one from scratch.
-            "refit_fraction_of_forget": {m: (infer + u) / forget_s for m, u in update.items()},
-            "refit_fraction_of_training_one_shard": {
-                m: (infer + u) / train_one_shard_s for m, u in update.items()
-            },
-        })
+    pool = np.flatnonzero(in_group == 1) if concentrated else None
+    singles = [deployed.one_id_forget(rng, train_one_shard_s, pool)
+               for _ in range(single_requests)]
     return {
         "seed": seed, "concentrated": concentrated, "share_per_step": share,
         "train_one_shard_seconds": train_one_shard_s, "sequence": sequence, "single": singles,
+    }
+
+
+def run_refit_cost(setup: FairnessSetup, seed: int, root: Path, requests: int) -> dict[str, Any]:
+    """Only the refit cost: train once, fit (a), (b), (c), then `requests` one-id forgets of
+    random training ids, each followed by the incremental refit (see `one_id_forget`); at
+    the end the refits are checked against refits from scratch."""
+    deployed = _Deployed(setup, seed, root)
+    train_one_shard_s = float(np.median(coordinator_train_seconds(deployed.coordinator)))
+    rng = np.random.default_rng([seed, 6])
+    singles = []
+    for k in range(requests):
+        singles.append(deployed.one_id_forget(rng, train_one_shard_s))
+        if (k + 1) % 10 == 0:
+            print(f"  {setup.dataset}/{setup.sensitive} seed {seed}: {k + 1} forgets",
+                  file=sys.stderr)
+    return {
+        "seed": seed, "train_one_shard_seconds": train_one_shard_s, "single": singles,
+        "refit_equals_scratch": deployed.refit_equals_scratch(),
     }
 
 

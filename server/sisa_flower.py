@@ -13,7 +13,13 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.server import Grid
 
-from clients.sisa_shard import COORDINATOR, FIELD_CLASSES, make_client_app, message_bytes
+from clients.sisa_shard import (
+    COORDINATOR,
+    FIELD_CLASSES,
+    fields_sent,
+    make_client_app,
+    message_bytes,
+)
 from federation.errors import ProtocolError, Pv4fadError
 from federation.simulation import run_federation, wait_for_nodes
 from federation.sisa.shard import ShardSpec, ShardUpdate
@@ -67,7 +73,8 @@ class FlowerTransport:
         classes = FIELD_CLASSES[phase][0 if direction == "sent" else 1]
         self.ledger.record(
             direction=direction, round=0, phase=phase, sender=sender, receiver=receiver,
-            message_type=message_type, nbytes=message_bytes(content), fields=classes,
+            message_type=message_type, nbytes=message_bytes(content),
+            fields=fields_sent(classes, content),
         )
 
     def _node(self, client: str) -> int:
@@ -85,10 +92,18 @@ class FlowerTransport:
         result, _ = self._send(self._node(client), "train", body)
         return [ShardUpdate(**u) for u in result["updates"]]
 
-    def forget(self, client: str, shard: int, ids: list[int]) -> ShardUpdate:
+    def forget(
+        self, client: str, shard: int, ids: list[int], query: np.ndarray | None = None
+    ) -> tuple[ShardUpdate, np.ndarray | None]:
         body = {"shard": shard, "ids": ids}
-        result, _ = self._send(self._node(client), "query.forget", body)
-        return ShardUpdate(**result["update"])
+        arrays = None if query is None else ArrayRecord(
+            numpy_ndarrays=[np.ascontiguousarray(query)]
+        )
+        result, reply = self._send(self._node(client), "query.forget", body, arrays)
+        proba = None
+        if "proba" in reply.content.array_records:
+            proba = reply.content.array_records["proba"].to_numpy_ndarrays()[0]
+        return ShardUpdate(**result["update"]), proba
 
     def predict(self, client: str, shards: list[int], features: np.ndarray) -> ShardProba:
         arrays = ArrayRecord(numpy_ndarrays=[np.ascontiguousarray(features)])

@@ -244,6 +244,8 @@ def test_incremental_refit_equals_refitting_from_scratch(method: str) -> None:
     )
     with pytest.raises(FairnessError, match="voter 7 not in 0..4"):
         post.update_voter(7, changed[keep, 0])
+    with pytest.raises(FairnessError, match=r"scores in \[0, 1\]"):
+        post.update_voter(0, np.full(len(keep), np.nan))
 
 
 @pytest.mark.parametrize("objective", ["accuracy", "balanced_accuracy"])
@@ -265,6 +267,48 @@ def test_two_group_geometric_solver_equals_the_general_lp(objective: str) -> Non
         assert equalized_odds_difference(y, decided, group) < 1e-9
         measure = accuracy if objective == "accuracy" else balanced_accuracy
         assert measure(y, decided) == pytest.approx(fast.fit_score_, abs=1e-9)
+
+
+@pytest.mark.parametrize("objective", ["accuracy", "balanced_accuracy"])
+def test_two_group_geometric_solver_for_thresholds_equals_the_general_lp(objective: str) -> None:
+    """Monotone maps over discrete levels ((a) and (b) use two): same optimum as HiGHS."""
+    for seed in range(30):
+        rng = np.random.default_rng(100 + seed)
+        n, levels = int(rng.integers(60, 2000)), [2, 2, 3, 6, 15][seed % 5]
+        group = (rng.random(n) < rng.uniform(0.1, 0.5)).astype(int)
+        y = (rng.random(n) < rng.uniform(0.25, 0.75) - 0.1 * group).astype(int)
+        signal = rng.uniform(-0.3, 0.6)  # some instances score worse than chance
+        score = np.clip(np.round((levels - 1) * (signal * y + (1 - abs(signal)) * rng.random(n)
+                                                 + 0.2 * group * rng.random(n))), 0, levels - 1)
+        grid = np.arange(float(levels))
+        fast = EqualizedOddsPostProcessor(True, grid, objective).fit(score, y, group)
+        general = EqualizedOddsPostProcessor(True, grid, objective, fast=False)
+        general.fit(score, y, group)
+        assert fast.fit_score_ == pytest.approx(general.fit_score_, abs=1e-9)
+        assert (np.diff(fast.p_, axis=1) >= -1e-12).all()  # still thresholds
+        decided = fast.predict_proba(score, group)
+        assert equalized_odds_difference(y, decided, group) < 1e-9
+        measure = accuracy if objective == "accuracy" else balanced_accuracy
+        assert measure(y, decided) == pytest.approx(fast.fit_score_, abs=1e-9)
+
+
+def test_aggregate_update_re_solves_only_when_a_majority_flips() -> None:
+    votes, y, group = _votes(n=1500, voters=5)
+    post = FairSISA("aggregate").fit(votes, y, group)
+    count = votes.sum(axis=1)
+    changed = votes.copy()
+    # Flip voter 0 only where the count stays on the same side of the majority.
+    safe = (count <= 1) | (count >= 4)
+    changed[safe, 0] = 1 - changed[safe, 0]
+    post.update_voter(0, changed[:, 0])
+    assert not post.resolved_
+    scratch = FairSISA("aggregate").fit(changed, y, group)
+    assert np.allclose(post.predict_proba(changed, group), scratch.predict_proba(changed, group))
+    changed[:, 0] = 1 - votes[:, 0]  # now some majorities flip
+    post.update_voter(0, changed[:, 0])
+    assert post.resolved_
+    scratch = FairSISA("aggregate").fit(changed, y, group)
+    assert np.allclose(post.predict_proba(changed, group), scratch.predict_proba(changed, group))
 
 
 def test_sklearn_shaped_estimator_and_metric_frame() -> None:
@@ -311,3 +355,17 @@ def test_fairness_through_unlearning_refits_exactly(tmp_path: Path) -> None:
         assert set(step["test"]) == {"constituent", "aggregate", "votes"}
     single = result["single"][0]
     assert single["retrain_samples"] > 0 and single["refit_update_seconds"]["votes"] > 0
+    # The votes came back with the forget, equal to querying the retrained shard again.
+    assert single["reply_equals_requery"] and single["query_seconds"] > 0
+
+
+def test_refit_cost_run_checks_its_refits(tmp_path: Path) -> None:
+    from server.sisa_fairness import FairnessSetup, run_refit_cost
+
+    result = run_refit_cost(FairnessSetup(shards=3, slices=2, epochs=1), 0, tmp_path, 3)
+    assert result["refit_equals_scratch"] and len(result["single"]) == 3
+    for single in result["single"]:
+        assert single["reply_equals_requery"]
+        assert 0 < single["query_seconds"] < single["forget_seconds"]
+        assert single["retrain_seconds"] == pytest.approx(
+            single["forget_seconds"] - single["query_seconds"])

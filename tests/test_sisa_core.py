@@ -254,6 +254,53 @@ def test_each_host_holds_only_its_rows_and_a_forget_reaches_only_the_holder(
     assert transport.messages == [] and calib_id not in coordinator.owned("calib").ids
 
 
+def test_forget_reply_carries_the_retrained_shards_votes_on_the_query_rows(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    coordinator = _coordinator(run)
+    coordinator.train(CONFIG)
+    transport = coordinator.transport
+    assert isinstance(transport, LocalTransport)
+    calib = coordinator.owned("calib")
+    gone_calib = int(calib.ids[3])
+    ids = coordinator.registry["shard_ids"]["1"][:1]
+    transport.messages.clear()
+    report = coordinator.forget(ids + [gone_calib], query="calib")
+    # Only the holder hears of it; it gets the calibration rows left after the deletion.
+    rows = len(calib.ids) - 1
+    assert transport.messages == [("client01", "forget", (1, ids, ("query rows", rows)))]
+    (applied,) = report["applied"]
+    assert applied["shard"] == 1 and applied["query_seconds"] > 0
+    # The reply's probabilities are exactly a fresh query of the retrained shard.
+    fresh = coordinator.predict(coordinator.owned("calib").features)
+    assert np.array_equal(applied["query_proba"], fresh.proba[:, fresh.shards.index(1)])
+    # Nothing to retrain (already forgotten): the current model scores the rows.
+    again = transport.hosts["client01"].forget(1, ids, coordinator.owned("calib").features)
+    assert again[0].samples == 0 and np.array_equal(again[1], applied["query_proba"])
+    # The log stays JSON (the arrays are the caller's, not logged).
+    logged = (run / "coordinator" / "requests.jsonl").read_text().splitlines()
+    assert all("query_proba" not in json.loads(line) for line in logged)
+    with pytest.raises(Pv4fadError, match="forget query 'train'"):
+        coordinator.forget(ids, query="train")
+
+
+def test_logistic_scoring_shortcut_gives_scikit_learns_bits() -> None:
+    from federation.sisa.learners import make_learner, one_blas_thread
+
+    data = load_dataset("german")
+    learner = make_learner("sgd", 2)
+    state, _ = learner.train_slice(learner.initial_state([0, 1]), data.features[:300],
+                                   data.labels[:300], [0, 1, 1])
+    rows = data.features[300:700]
+    with one_blas_thread():
+        reference = state.predict_proba(rows)[:, 1]
+    assert np.array_equal(learner.predict_proba(state, rows), reference)
+    # Rows of another width take scikit-learn's own path and its error.
+    with pytest.raises(ValueError, match="features"):
+        learner.predict_proba(state, rows[:, :5])
+
+
 def test_a_host_trains_only_on_rows_it_holds(tmp_path: Path) -> None:
     store = _store(tmp_path, "german", [[1, 2, 3], [4, 5, 6]])
     with pytest.raises(ProtocolError, match=r"does not hold ids \[7\]"):

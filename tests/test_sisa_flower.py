@@ -32,11 +32,14 @@ def test_forget_over_flower_with_a_host_down(tmp_path: Path) -> None:
     assert registry["hosts"] == {"0": "client00", "1": "client01", "2": "client00"}
     ids = registry["shard_ids"]["1"][:2] + registry["shard_ids"]["2"][:1]
 
-    def forget(coordinator: SisaCoordinator) -> tuple[dict[str, Any], list[int]]:
-        return coordinator.forget(ids), coordinator.predict(rows).shards
+    def forget(coordinator: SisaCoordinator) -> tuple[dict[str, Any], list[int], np.ndarray]:
+        report = coordinator.forget(ids, query="calib")  # votes on calib come back
+        fresh = coordinator.predict(coordinator.owned("calib").features)
+        return report, fresh.shards, fresh.proba[:, fresh.shards.index(2)]
 
-    report, used = run_sisa_federation(run, CONFIG.clients, forget, down=["client01"])
+    report, used, fresh = run_sisa_federation(run, CONFIG.clients, forget, down=["client01"])
     assert [a["shard"] for a in report["applied"]] == [2]
+    assert np.array_equal(report["applied"][0]["query_proba"], fresh)
     assert [(q["shard"], q["ids"]) for q in report["queued"]] == [(1, ids[:2])]
     assert used == [0, 2]  # shard 1 is down and still holds ids it must forget
 
@@ -57,4 +60,9 @@ def test_forget_over_flower_with_a_host_down(tmp_path: Path) -> None:
     assert len(coordinator_view) == len(host_views) > 0
     plaintext = {(e.phase, f) for e in coordinator_view + host_views
                  for f, c in e.fields.items() if c == "plaintext"}
-    assert plaintext == {("predict", "features"), ("predict", "proba")}
+    assert plaintext == {("predict", "features"), ("predict", "proba"),
+                         ("forget", "features"), ("forget", "proba")}
+    # A forget without query rows carries none: no plaintext field is recorded for it.
+    plain_forgets = [e for e in coordinator_view if e.phase == "forget"
+                     and "features" not in e.fields and "proba" not in e.fields]
+    assert plain_forgets  # the queued deletion applied by flush_pending

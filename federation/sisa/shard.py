@@ -5,6 +5,12 @@ The rows are the host's own partition file `<root>/data/shard_<s>.npz` (see
 federation/sisa/partition.py); the host reads no other data. A forget deletes the rows from
 that file as well as retraining without them.
 
+A forget may carry query rows (the coordinator's calibration rows, the same rows a
+prediction query sends): the host then scores them with the retrained model while it is
+still in memory and returns the probabilities with the update, so the coordinator's
+post-processor can be refit without a second query (which would reload the checkpoint).
+The query rows are used for that one reply and not kept.
+
 Layout of `<root>/shard_<s>/`: `spec.json` (dataset, learner, epochs, seed), `slices.json`
 (current ids per slice), `forgotten.json`, and `ckpt_<r>.pkl` for r = 0..R (ckpt_0 is the
 untrained model). Checkpoints are this party's own files, read back only by it.
@@ -14,7 +20,8 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +45,14 @@ class ShardSpec:
 
 @dataclass(frozen=True)
 class ShardUpdate:
-    """What a train or forget did: the first slice retrained and the samples processed."""
+    """What a train or forget did: the first slice retrained and the samples processed
+    (and, for a forget that carried query rows, the seconds spent scoring them)."""
 
     shard: int
     first_slice: int
     samples: int
     forgotten: list[int]
+    query_seconds: float = 0.0
 
 
 class ShardStore:
@@ -93,11 +102,30 @@ class ShardStore:
         self._write("forgotten.json", [])
         learner = make_learner(spec.learner, spec.epochs)
         self._save_checkpoint(0, learner.initial_state([spec.seed, spec.shard]))
-        return ShardUpdate(spec.shard, 1, self._train_from(1, learner, spec, self.slices), [])
+        samples, _ = self._train_from(1, learner, spec, self.slices)
+        return ShardUpdate(spec.shard, 1, samples, [])
 
     def forget(self, ids: list[int]) -> ShardUpdate:
         """Remove `ids` and retrain from the checkpoint before the first slice holding one.
         Ids this shard already forgot are skipped, so a repeated request is harmless."""
+        return self._forget(ids)[0]
+
+    def forget_and_score(self, ids: list[int], query: np.ndarray) -> tuple[ShardUpdate, np.ndarray]:
+        """`forget`, then P(y = 1) of the resulting model on `query`, scored with the model
+        still in memory (no checkpoint reload). The scoring time is reported apart, in
+        `query_seconds`, so that it is not hidden in the retraining cost."""
+        update, state, learner = self._forget(ids)
+        started = time.perf_counter()
+        if state is None:  # nothing was retrained: the current model is the last checkpoint
+            spec = self.spec
+            learner = make_learner(spec.learner, spec.epochs)
+            state = self._load_checkpoint(len(self.slices))
+        proba = learner.predict_proba(state, query)
+        return replace(update, query_seconds=time.perf_counter() - started), proba
+
+    def _forget(self, ids: list[int]) -> tuple[ShardUpdate, Any, Any]:
+        """The forget; also the retrained model and its learner (None, None when nothing
+        was retrained)."""
         forgotten = set(self._read("forgotten.json"))
         rows = self.rows()
         leftover = sorted(forgotten & set(rows.ids.tolist()))
@@ -110,17 +138,18 @@ class ShardStore:
         if strangers:
             raise Pv4fadError(f"shard {self.shard} does not hold ids {strangers[:10]}")
         if not todo:
-            return ShardUpdate(self.shard, 0, 0, [])
+            return ShardUpdate(self.shard, 0, 0, []), None, None
         gone = set(todo)
         first = min(r for r, s in enumerate(slices, start=1) if gone & set(s))
         kept = [[i for i in s if i not in gone] for s in slices]
         spec = self.spec
-        samples = self._train_from(first, make_learner(spec.learner, spec.epochs), spec, kept)
+        learner = make_learner(spec.learner, spec.epochs)
+        samples, state = self._train_from(first, learner, spec, kept)
         # Recorded only after the checkpoints: a crash mid-way leaves the ids pending.
         self._write("slices.json", kept)
         self._write("forgotten.json", sorted(forgotten | gone))
         rows.delete(todo)
-        return ShardUpdate(self.shard, first, samples, todo)
+        return ShardUpdate(self.shard, first, samples, todo), state, learner
 
     def rows(self) -> OwnedRows:
         """This shard's rows, from the host's own partition file."""
@@ -128,8 +157,9 @@ class ShardStore:
 
     def _train_from(
         self, first: int, learner: SliceLearner, spec: ShardSpec, slices: list[list[int]]
-    ) -> int:
-        """Retrain slices first..R from checkpoint first-1; returns samples processed."""
+    ) -> tuple[int, Any]:
+        """Retrain slices first..R from checkpoint first-1; returns the samples processed
+        and the final model (checkpoint R, still in memory)."""
         rows = self.rows()
         state = self._load_checkpoint(first - 1)
         samples = 0
@@ -143,7 +173,7 @@ class ShardStore:
             )
             samples += used
             self._save_checkpoint(r, state)
-        return samples
+        return samples, state
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """P(y = 1) from the shard's final checkpoint."""

@@ -2,7 +2,9 @@
 
 The predictor's output takes levels v_1 < ... < v_K. Per group g the derived predictor
 says 1 with probability p[g, k] at level k. It minimises the expected error on the fitting
-data subject to equal TPR and equal FPR in every group (scipy's linprog, HiGHS); with
+data subject to equal TPR and equal FPR in every group (scipy's linprog, HiGHS; for two
+groups at tolerance 0, any map or monotone maps over given levels, an exact geometric
+solver, `solve_two_groups`); with
 `tolerance` > 0 the groups' TPR and FPR may differ from the first group's by at most that
 much (the accuracy / fairness trade-off). With
 `monotone=True`, p[g, .] is non-decreasing in the level, so each group's decision is a
@@ -79,7 +81,7 @@ class EqualizedOddsPostProcessor:
         tolerance: float = 0.0,
         fast: bool = True,
     ) -> None:
-        self.fast = fast  # two groups, any map: the geometric solver (solve_two_groups)
+        self.fast = fast  # two groups at tolerance 0: the geometric solver (solve_two_groups)
         self.monotone = monotone
         self.levels = levels
         self.objective = objective
@@ -178,8 +180,11 @@ class EqualizedOddsPostProcessor:
         else:
             w_neg = w_pos = 1.0 / counts.sum()
         cost = (w_neg * counts[:, :, 0] - w_pos * counts[:, :, 1]).ravel()
-        if n_groups == 2 and not self.monotone and self.tolerance == 0 and self.fast:
-            fast = solve_two_groups(counts, w_neg, w_pos)
+        # Two groups at tolerance 0: the geometric solver, for any map, and for monotone maps
+        # over given discrete levels (FairSISA (a), (b)); free-valued scores keep HiGHS.
+        geometric = not self.monotone or self.levels is not None
+        if n_groups == 2 and geometric and self.tolerance == 0 and self.fast:
+            fast = solve_two_groups(counts, w_neg, w_pos, self.monotone)
             if fast is not None:
                 self.fit_score_ = float(
                     1.0 - ((cost * fast.ravel()).sum() + w_pos * counts[:, :, 1].sum())
@@ -262,24 +267,52 @@ class EqualizedOddsPostProcessor:
         return accuracy(y, self.predict_proba(scores, group))
 
 
-def _zonotope(fpr: np.ndarray, tpr: np.ndarray) -> np.ndarray:
-    """Vertices (counter-clockwise) of the set of (FPR, TPR) reachable by any map from the
-    levels to decision probabilities: the Minkowski sum of the segments [0, (fpr_k, tpr_k)].
-    Its lower chain adds the segments in increasing slope, its upper chain in decreasing."""
+def _next(polygon: np.ndarray) -> np.ndarray:
+    """Each vertex's successor (np.roll(polygon, -1, axis=0), at a fraction of its cost:
+    this runs in every refit after a forget)."""
+    return np.concatenate([polygon[1:], polygon[:1]])
+
+
+def _upper_chain(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The upper boundary of a group's zonotope as the best TPR at each FPR: breakpoints
+    (strictly increasing FPR, TPR), the cells added in decreasing slope. A vertical first
+    edge (cells without negatives) keeps only its top: the best TPR at FPR 0."""
     keep = (fpr > 0) | (tpr > 0)
     fpr, tpr = fpr[keep], tpr[keep]
-    angle = np.arctan2(tpr, fpr)
-    up = np.argsort(angle, kind="stable")
-    lower = np.cumsum(np.stack([fpr[up], tpr[up]], axis=1), axis=0)
-    upper = np.cumsum(np.stack([fpr[up[::-1]], tpr[up[::-1]]], axis=1), axis=0)
-    # Lower chain from (0, 0) to (1, 1), then the upper chain back to (0, 0).
-    return np.vstack([[0.0, 0.0], lower, upper[::-1][1:], [0.0, 0.0]])[:-1]
+    order = np.argsort(-np.arctan2(tpr, fpr), kind="stable")
+    x = np.concatenate([[0.0], np.cumsum(fpr[order])])
+    y = np.concatenate([[0.0], np.cumsum(tpr[order])])
+    last = np.append(x[1:] != x[:-1], True)
+    return x[last], y[last]
+
+
+def _best_common_rates(
+    rates: list[tuple[np.ndarray, np.ndarray]], counts: np.ndarray, w_neg: float, w_pos: float
+) -> tuple[float, float]:
+    """The optimal common (FPR, TPR) for two groups and any map. The cost falls as the TPR
+    rises, and every FPR in [0, 1] is reachable by both groups (each zonotope holds the
+    diagonal), so the optimum lies on the lower of the two upper chains, a concave
+    piecewise-linear function of the FPR: at one of its breakpoints, i.e. a breakpoint of
+    either chain or a crossing of the two. A one-dimensional search over those, which is
+    what a refit after a forget pays (a fraction of a millisecond)."""
+    (x1, y1), (x2, y2) = (_upper_chain(fpr, tpr) for fpr, tpr in rates)
+    grid = np.union1d(x1, x2)
+    gap = np.interp(grid, x1, y1) - np.interp(grid, x2, y2)
+    sign_change = np.flatnonzero(gap[:-1] * gap[1:] < 0)
+    # Both chains are linear between neighbouring grid points: the crossing is exact.
+    share = gap[sign_change] / (gap[sign_change] - gap[sign_change + 1])
+    crossings = grid[sign_change] + share * (grid[sign_change + 1] - grid[sign_change])
+    f = np.clip(np.concatenate([grid, crossings]), 0.0, 1.0)
+    t = np.minimum(np.interp(f, x1, y1), np.interp(f, x2, y2))
+    n_neg, n_pos = counts[:, :, 0].sum(), counts[:, :, 1].sum()
+    best = int(np.argmin(w_neg * n_neg * f - w_pos * n_pos * t))
+    return float(f[best]), float(t[best])
 
 
 def _inside(points: np.ndarray, polygon: np.ndarray, slack: float = 1e-10) -> np.ndarray:
     """Which points lie in the convex counter-clockwise polygon (on its edges included)."""
     a = polygon
-    edge = np.roll(polygon, -1, axis=0) - a
+    edge = _next(polygon) - a
     side = edge[None, :, 0] * (points[:, None, 1] - a[None, :, 1]) - edge[None, :, 1] * (
         points[:, None, 0] - a[None, :, 0]
     )
@@ -289,8 +322,8 @@ def _inside(points: np.ndarray, polygon: np.ndarray, slack: float = 1e-10) -> np
 def _intersection_vertices(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Candidate vertices of the intersection of two convex polygons: each one's vertices
     inside the other, and the crossings of their edges (all pairs at once)."""
-    p, r = first, np.roll(first, -1, axis=0) - first
-    q, s = second, np.roll(second, -1, axis=0) - second
+    p, r = first, _next(first) - first
+    q, s = second, _next(second) - second
     cross = r[:, None, 0] * s[None, :, 1] - r[:, None, 1] * s[None, :, 0]
     diff = q[None, :, :] - p[:, None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -322,28 +355,104 @@ def _chain_map(fpr: np.ndarray, tpr: np.ndarray, f: float, upper: bool) -> np.nd
     return p
 
 
-def solve_two_groups(counts: np.ndarray, w_neg: float, w_pos: float) -> np.ndarray | None:
-    """The equalized-odds LP for two groups and any map (no monotone constraint), solved
-    geometrically: the total cost is linear in the common (FPR, TPR), so the optimum is a
-    vertex of the intersection of the two groups' reachable sets, and each group's map is a
-    mix of its two boundary maps at that FPR. Exact, and about a hundred times faster than
-    the general LP, which makes re-fitting after a forget cheap. Returns None when the
-    geometry is degenerate (the caller then uses the general LP)."""
+def _threshold_hull(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The set of (FPR, TPR) reachable by monotone maps: the convex hull of the thresholds
+    "accept the top i levels", i = 0..K (monotone maps are exactly their mixtures). Returns
+    the points, the lower and the upper hull chains (threshold indices, (0, 0) to (1, 1)),
+    and the polygon (counter-clockwise)."""
+    points = np.stack([np.concatenate([[0.0], np.cumsum(fpr[::-1])]),
+                       np.concatenate([[0.0], np.cumsum(tpr[::-1])])], axis=1)
+    points[-1] = (1.0, 1.0)  # exact, whatever the rounding of the sums
+
+    def chain(turn: float) -> list[int]:
+        # Andrew's monotone chain; the points are already sorted by (FPR, TPR).
+        kept: list[int] = []
+        for i, (x, y) in enumerate(points):
+            while len(kept) >= 2:
+                (ax, ay), (bx, by) = points[kept[-2]], points[kept[-1]]
+                if turn * ((bx - ax) * (y - ay) - (by - ay) * (x - ax)) > 1e-15:
+                    break
+                kept.pop()
+            kept.append(i)
+        return kept
+
+    lower, upper = chain(1.0), chain(-1.0)
+    polygon = points[lower + upper[::-1][1:-1]]
+    return points, np.array(lower), np.array(upper), polygon
+
+
+def _threshold_chain_map(
+    points: np.ndarray, chain: np.ndarray, f: float, upper: bool
+) -> np.ndarray:
+    """The monotone map on the upper (best) or lower (worst) hull chain whose FPR is `f`:
+    a mix of the two neighbouring thresholds. At an FPR the chain meets on a vertical
+    edge, the upper chain takes its top and the lower chain its bottom."""
+    n_levels = len(points) - 1
+    xs = points[chain, 0]
+    if upper:
+        a = int(np.searchsorted(xs, f, side="right")) - 1
+        b = min(a + 1, len(chain) - 1)
+    else:
+        b = int(np.searchsorted(xs, f, side="left"))
+        b = min(b, len(chain) - 1)
+        a = max(b - 1, 0)
+    span = xs[b] - xs[a]
+    share = 0.0 if span <= 0 else min(1.0, max(0.0, (f - xs[a]) / span))
+    step = np.arange(n_levels)
+
+    def threshold(i: int) -> np.ndarray:  # accept the top i levels
+        return (step >= n_levels - i).astype(np.float64)
+
+    if span <= 0:  # f lies on the vertex itself
+        return threshold(int(chain[a] if upper else chain[b]))
+    return share * threshold(int(chain[b])) + (1 - share) * threshold(int(chain[a]))
+
+
+def solve_two_groups(
+    counts: np.ndarray, w_neg: float, w_pos: float, monotone: bool = False
+) -> np.ndarray | None:
+    """The equalized-odds LP for two groups at tolerance 0, solved geometrically: the total
+    cost is linear in the common (FPR, TPR), so the optimum is a vertex of the intersection
+    of the two groups' reachable sets, and each group's map is a mix of its two boundary
+    maps at that FPR. The reachable set is a zonotope for any map (the vertex is found on
+    the upper chains, `_best_common_rates`), and the convex hull of the thresholds for
+    monotone maps (`monotone=True`). Exact, and about a hundred times
+    faster than the general LP, which makes re-fitting after a forget cheap. Returns None
+    when the geometry is degenerate (the caller then uses the general LP)."""
     if (counts.sum(axis=1) == 0).any():  # a group without one class: the LP raises for it
         return None
     rates = []
     for g in range(2):
         neg, pos = counts[g, :, 0], counts[g, :, 1]
         rates.append((neg / neg.sum(), pos / pos.sum()))
-    region = _intersection_vertices(_zonotope(*rates[0]), _zonotope(*rates[1]))
+    if monotone:
+        return _solve_two_groups_monotone(rates, counts, w_neg, w_pos)
+    f, t = _best_common_rates(rates, counts, w_neg, w_pos)
+    maps = []
+    for fpr, tpr in rates:
+        high, low = _chain_map(fpr, tpr, f, True), _chain_map(fpr, tpr, f, False)
+        t_high, t_low = float(tpr @ high), float(tpr @ low)
+        mix = 0.0 if t_high - t_low < 1e-15 else min(1.0, max(0.0, (t - t_low) / (t_high - t_low)))
+        maps.append(mix * high + (1 - mix) * low)
+    return np.stack(maps)
+
+
+def _solve_two_groups_monotone(
+    rates: list[tuple[np.ndarray, np.ndarray]], counts: np.ndarray, w_neg: float, w_pos: float
+) -> np.ndarray | None:
+    """`solve_two_groups` for monotone maps (randomised thresholds)."""
+    hulls = [_threshold_hull(fpr, tpr) for fpr, tpr in rates]
+    region = _intersection_vertices(hulls[0][3], hulls[1][3])
     if len(region) == 0:
         return None
     n_neg, n_pos = counts[:, :, 0].sum(), counts[:, :, 1].sum()
     value = w_neg * n_neg * region[:, 0] - w_pos * n_pos * region[:, 1]
     f, t = region[int(np.argmin(value))]
+    f = min(1.0, max(0.0, float(f)))
     maps = []
-    for fpr, tpr in rates:
-        high, low = _chain_map(fpr, tpr, f, True), _chain_map(fpr, tpr, f, False)
+    for (_, tpr), (points, lower, upper, _) in zip(rates, hulls, strict=True):
+        high = _threshold_chain_map(points, upper, f, True)
+        low = _threshold_chain_map(points, lower, f, False)
         t_high, t_low = float(tpr @ high), float(tpr @ low)
         mix = 0.0 if t_high - t_low < 1e-15 else min(1.0, max(0.0, (t - t_low) / (t_high - t_low)))
         maps.append(mix * high + (1 - mix) * low)

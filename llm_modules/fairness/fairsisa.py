@@ -23,7 +23,8 @@ post-processors of those voters and takes their majority; (b) and (c) refit on t
 fitting votes of those voters only (the count now runs over fewer voters), cached per set.
 
 After a forget, one shard's model changes: `update_voter(m, new_votes)` replaces voter m's
-votes on the fitting rows and updates only the cells of the rows whose vote changed;
+votes on the fitting rows and updates only the cells of the rows whose vote changed (and
+re-solves only when a row changed cell: for (b), when a majority flipped);
 `forget_rows(mask)` deletes fitting rows (a calibration row whose owner asked to be
 forgotten). Both re-solve the LP from the updated cell counts.
 (b) is the special case of (c) whose map depends only on whether the count is a majority,
@@ -166,15 +167,17 @@ class FairSISA:
                 f"FairSISA update: expected {len(self.y_)} votes (one per fitting row), got "
                 f"shape {values.shape}"
             )
-        if values.dtype.kind == "f" and (np.isnan(values).any() or (values < 0).any()
-                                         or (values > 1).any()):
+        # One pass: NaN fails both comparisons.
+        if values.dtype.kind == "f" and not ((values >= 0) & (values <= 1)).all():
             raise FairnessError("FairSISA update: votes must be 0/1 and scores in [0, 1]")
         new = values >= 0.5
         changed = np.flatnonzero(new != self.votes_[:, voter].astype(bool))
+        self.resolved_ = False  # whether this update re-solved an LP
         if self.method == "pattern":
             self.votes_[:, voter] = new
             self.patterns_ = np.unique(self.votes_, axis=0)
             self.post_ = self._fit_posts(self.votes_)
+            self.resolved_ = True
         elif len(changed):
             # Only the changed rows move: one cell out, one cell in, then one re-solve.
             old_rows = self.votes_[changed]
@@ -183,10 +186,16 @@ class FairSISA:
             index = voter if self.method == "constituent" else 0
             post = self.post_[index]
             old_out, new_out = self._outputs(old_rows)[index], self._outputs(new_rows)[index]
-            y, g = self.y_[changed], self.g_index_[changed]
-            np.add.at(post.counts_, (g, post._level_index(old_out), y), -1.0)
-            np.add.at(post.counts_, (g, post._level_index(new_out), y), 1.0)
-            post._refit()
+            old_level, new_level = post._level_index(old_out), post._level_index(new_out)
+            moved = old_level != new_level
+            # (b): a changed vote moves a row only when it flips the majority. When no row
+            # changes cell the LP's input is unchanged, and so is its solution: no re-solve.
+            if moved.any():
+                y, g = self.y_[changed[moved]], self.g_index_[changed[moved]]
+                np.add.at(post.counts_, (g, old_level[moved], y), -1.0)
+                np.add.at(post.counts_, (g, new_level[moved], y), 1.0)
+                post._refit()
+                self.resolved_ = True
         self._reduced = {}
         return self
 
