@@ -14,7 +14,7 @@ import torch
 
 from federation.errors import Pv4fadError
 from llm_modules.models import ModelError
-from llm_modules.poisoning.lm import LoadedLM, load_lm, training_batch
+from llm_modules.poisoning.lm import LoadedLM, load_lm, prefix_shift, training_batch
 from llm_modules.poisoning.tasks import Example
 
 METHODS = ("prefix", "lora", "full")
@@ -120,6 +120,8 @@ def finetune(
             chunk = [examples[i] for i in order[start:start + config.batch_size]]
             batch = training_batch(lm, chunk, config.whole_sequence)
             batch = {k: v.to(device) for k, v in batch.items()}
+            if "position_ids" in batch:  # peft would move them by the prefix length
+                batch["position_ids"] -= prefix_shift(model)
             loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
