@@ -32,6 +32,8 @@ def main() -> int:
     parser.add_argument("--results", help="results file (default docs/benchmarks/"
                                           "poisoning[_quick].json)")
     parser.add_argument("--cache", help="where the built-in base models are kept")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="cells run at once, one process and one core each (default 2)")
     args = parser.parse_args()
     name = "poisoning_quick" if args.quick else "poisoning"
     results = Path(args.results) if args.results else DOCS / f"{name}.json"
@@ -40,7 +42,8 @@ def main() -> int:
         torch.set_num_threads(1)  # the machine is shared; one thread is also the fastest here
         run_sweep(QUICK if args.quick else FULL, results,
                   Path(args.cache) if args.cache else None,
-                  log=lambda line: print(line, file=sys.stderr, flush=True))
+                  log=lambda line: print(line, file=sys.stderr, flush=True),
+                  workers=args.workers)
     if not results.is_file():
         print(f"no saved results at {results}", file=sys.stderr)
         return 2

@@ -23,15 +23,19 @@ METHODS = ("prefix", "lora", "full")
 @dataclass(frozen=True)
 class FinetuneConfig:
     """One fine-tuning run; virtual_tokens and prefix_projection apply to prefix-tuning,
-    lora_rank to LoRA; lr is AdamW's."""
+    lora_rank to LoRA; lr is AdamW's.
+
+    The defaults are those that plant a backdoor through a prefix on the built-in tiny
+    bases: the MLP reparametrisation (the prefix-tuning paper's; a directly trained prefix
+    learned the backdoor several times more slowly there), lr 3e-2 and 20 epochs."""
 
     method: str = "prefix"
-    virtual_tokens: int = 10
-    prefix_projection: bool = False
+    virtual_tokens: int = 30
+    prefix_projection: bool = True
     projection_hidden: int = 128
     lora_rank: int = 8
-    epochs: int = 8
-    lr: float = 1e-2
+    epochs: int = 20
+    lr: float = 3e-2
     batch_size: int = 16
     seed: int = 0
     whole_sequence: bool = False  # loss on every token (pretraining a base), not the output

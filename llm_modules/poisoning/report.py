@@ -37,9 +37,10 @@ def render(saved: dict, figures: Path, command: str) -> str:
         "",
         f"Reproduce: `{command}`; seeds {seeds}; medians over seeds. {len(saved['cells'])} "
         f"cells saved; their wall time **{wall / 60:.1f} min** "
-        f"({wall / max(len(saved['cells']), 1):.0f} s a cell) on the shared 2-core CPU (one",
-        "torch thread per run, base models included). A sweep cut short lists only the cells",
-        "it finished; rerunning the command resumes it.",
+        f"({wall / max(len(saved['cells']), 1):.0f} s a cell) on the shared 2-core CPU "
+        f"({saved.get('workers', 1)} worker process(es) of one torch thread each, base models",
+        "included). A sweep cut short lists only the cells it finished; rerunning the command",
+        "resumes it.",
         "",
         "| task | method | tokens | trigger | rate | P | C | exact | ROUGE-L | ΔROUGE-L "
         "| P after ONION | scan | ONION det / fa | ppl det / fa |",
@@ -66,8 +67,10 @@ def render(saved: dict, figures: Path, command: str) -> str:
 def _fmt_config(saved: dict) -> str:
     lrs = {c["method"]: c["finetune"]["lr"] for c in saved["cells"].values()}
     config = next(iter(saved["cells"].values()))["finetune"] if saved["cells"] else {}
+    projection = "with" if config.get("prefix_projection") else "without"
     return (f"lr {', '.join(f'{m} {lr:g}' for m, lr in sorted(lrs.items()))}, "
-            f"{config.get('epochs')} epochs, batch {config.get('batch_size')}")
+            f"{config.get('epochs')} epochs, batch {config.get('batch_size')}, prefix "
+            f"{projection} the MLP reparametrisation")
 
 
 def plot(rows: list[dict], figures: Path) -> list[str]:
