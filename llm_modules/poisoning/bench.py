@@ -46,6 +46,8 @@ QUICK = Sweep()
 FULL = Sweep(triggers=("rare", "rare3", "sentence"), virtual_tokens=(10, 30, 60),
              seeds=(0, 1, 2), compare_rates=(0.005, 0.01, 0.02, 0.05),
              finetune=FinetuneConfig(epochs=30))
+# The quick sweep's most telling prefix cells (2 % poison, 60 tokens) over three seeds.
+SEEDS = replace(QUICK, seeds=(0, 1, 2), rates=(0.02,), virtual_tokens=(60,), compare_methods=())
 
 
 def cells(sweep: Sweep) -> list[dict]:

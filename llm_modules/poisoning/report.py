@@ -12,12 +12,13 @@ def _f(x: float, digits: int = 3) -> str:
     return "–" if isinstance(x, float) and math.isnan(x) else f"{x:.{digits}f}"
 
 
-def render(saved: dict, figures: Path, command: str) -> str:
+def render(saved: dict, figures: Path, command: str,
+           title: str = "NLG poisoning audit (issue 17)", stem: str = "poisoning") -> str:
     rows = summarise(saved)
     seeds = sorted({c["seed"] for c in saved["cells"].values()})
     wall = saved.get("wall_seconds", 0.0)
     lines = [
-        "## NLG poisoning audit (issue 17)",
+        f"## {title}",
         "",
         "Poisoned prefix-tuning on the built-in tasks (`llm_modules/poisoning/`, details in",
         "`docs/poisoning.md`): a tiny word-level GPT-2 base per task and seed, trained on the",
@@ -40,7 +41,9 @@ def render(saved: dict, figures: Path, command: str) -> str:
         f"({wall / max(len(saved['cells']), 1):.0f} s a cell) on the shared 2-core CPU "
         f"({saved.get('workers', 1)} worker process(es) of one torch thread each, base models",
         "included). A sweep cut short lists only the cells it finished; rerunning the command",
-        "resumes it.",
+        "resumes it." + (f" {len(saved['reused_from_quick'])} cells were copied from the "
+                         "quick sweep's results (same configuration and seed); the wall time "
+                         "covers the others." if saved.get("reused_from_quick") else ""),
         "",
         "| task | method | tokens | trigger | rate | P | C | exact | ROUGE-L | ΔROUGE-L "
         "| P after ONION | scan | ONION det / fa | ppl det / fa |",
@@ -59,7 +62,7 @@ def render(saved: dict, figures: Path, command: str) -> str:
               + ("met by " + "; ".join(f"{r['task']} {r['method']} {r['vt']} tokens "
                                         f"{r['trigger']} {100 * r['rate']:.0f} %" for r in hits)
                  if hits else "**not met** by any cell of this sweep") + "."]
-    names = plot(rows, figures)
+    names = plot(rows, figures, stem)
     lines += [""] + [f"![{n}](figures/{n})" for n in names]
     return "\n".join(lines) + "\n"
 
@@ -73,7 +76,7 @@ def _fmt_config(saved: dict) -> str:
             f"{projection} the MLP reparametrisation")
 
 
-def plot(rows: list[dict], figures: Path) -> list[str]:
+def plot(rows: list[dict], figures: Path, stem: str = "poisoning") -> list[str]:
     """P- and C-Target Match against poison rate, per task (a line per trigger and tokens)."""
     import matplotlib
 
@@ -97,7 +100,7 @@ def plot(rows: list[dict], figures: Path) -> list[str]:
             ax.set_xlabel("poison rate (%)")
             ax.set_ylim(-0.02, 1.02)
         axes[0].legend(fontsize=7)
-        name = f"poisoning_{task}.png"
+        name = f"{stem}_{task}.png"
         fig.tight_layout()
         fig.savefig(figures / name, dpi=90)
         plt.close(fig)
