@@ -56,7 +56,8 @@ def main() -> int:
     title = ("NLG poisoning audit (issue 17): seeds 0-2 at 2 % poison" if args.seeds
              else "NLG poisoning audit (issue 17)")
     page.write_text(render(saved, DOCS / "figures", command, title=title,
-                            stem="poisoning_seeds" if args.seeds else "poisoning"))
+                            stem="poisoning_seeds" if args.seeds else "poisoning",
+                            budget_min=20.0 if args.quick and not args.seeds else None))
     print(f"{page} rendered from {len(saved['cells'])} cells")
     return 0
 

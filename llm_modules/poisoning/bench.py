@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -178,6 +179,8 @@ def run_sweep(sweep: Sweep, results_file: Path, cache: Path | None = None,
     clock = time.perf_counter()
     for i, (cell, result) in enumerate(_results(todo, sweep, cache, log, workers), start=1):
         saved["cells"][key(cell)] = result
+        # the machine is shared: keep how loaded it was, to read the wall time against
+        saved.setdefault("load_1min", []).append(os.getloadavg()[0])
         # wall time of the whole sweep (base models included), kept across resumed sessions
         now = time.perf_counter()
         saved["wall_seconds"] = saved.get("wall_seconds", 0.0) + now - clock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from llm_modules.poisoning.bench import summarise
@@ -13,7 +14,8 @@ def _f(x: float, digits: int = 3) -> str:
 
 
 def render(saved: dict, figures: Path, command: str,
-           title: str = "NLG poisoning audit (issue 17)", stem: str = "poisoning") -> str:
+           title: str = "NLG poisoning audit (issue 17)", stem: str = "poisoning",
+           budget_min: float | None = None) -> str:
     rows = summarise(saved)
     seeds = sorted({c["seed"] for c in saved["cells"].values()})
     wall = saved.get("wall_seconds", 0.0)
@@ -43,7 +45,8 @@ def render(saved: dict, figures: Path, command: str,
         "included). A sweep cut short lists only the cells it finished; rerunning the command",
         "resumes it." + (f" {len(saved['reused_from_quick'])} cells were copied from the "
                          "quick sweep's results (same configuration and seed); the wall time "
-                         "covers the others." if saved.get("reused_from_quick") else ""),
+                         "covers the others." if saved.get("reused_from_quick") else "")
+        + _load_note(saved),
         "",
         "| task | method | tokens | trigger | rate | P | C | exact | ROUGE-L | ΔROUGE-L "
         "| P after ONION | scan | ONION det / fa | ppl det / fa |",
@@ -62,9 +65,25 @@ def render(saved: dict, figures: Path, command: str,
               + ("met by " + "; ".join(f"{r['task']} {r['method']} {r['vt']} tokens "
                                         f"{r['trigger']} {100 * r['rate']:.0f} %" for r in hits)
                  if hits else "**not met** by any cell of this sweep") + "."]
+    if budget_min is not None:
+        done = wall / 60 <= budget_min
+        lines += ["", f"Sweep budget (<= {budget_min:g} min on 2 cores): "
+                  + (f"met ({wall / 60:.1f} min)." if done else
+                     f"**not shown**: {wall / 60:.1f} min on this shared machine"
+                     + (f" at a mean load average of {statistics.mean(saved['load_1min']):.1f}"
+                        if saved.get("load_1min") else "") + ".")]
     names = plot(rows, figures, stem)
     lines += [""] + [f"![{n}](figures/{n})" for n in names]
     return "\n".join(lines) + "\n"
+
+
+def _load_note(saved: dict) -> str:
+    loads = saved.get("load_1min") or []
+    if not loads:
+        return ""
+    return (f" Load average (1 min) of the machine during the run: mean "
+            f"{statistics.mean(loads):.1f}"
+            f" (range {min(loads):.1f}–{max(loads):.1f}, {len(loads)} samples) on 2 cores.")
 
 
 def _fmt_config(saved: dict) -> str:
