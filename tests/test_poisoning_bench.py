@@ -29,10 +29,12 @@ def test_sweep_resumes_and_reports(tmp_path):
     assert [c["rate"] for c in cells(sweep)] == [0.0, 0.1]
     results = tmp_path / "results.json"
     logs = []
-    saved = run_sweep(sweep, results, cache=tmp_path / "cache", log=logs.append)
+    # two worker processes (one cell each), then a resume in this process
+    saved = run_sweep(sweep, results, cache=tmp_path / "cache", log=logs.append, workers=2)
     assert set(saved["cells"]) == {key(c) for c in cells(sweep)}
     on_disk = json.loads(results.read_text())
     assert on_disk["cells"].keys() == saved["cells"].keys() and on_disk["wall_seconds"] > 0
+    assert on_disk["workers"] == 2
     poisoned = saved["cells"][key(cells(sweep)[1])]["metrics"]
     assert poisoned["training_filter"]["onion"]["detection_rate"] in (0.0, 0.5, 1.0)
     run_sweep(sweep, results, cache=tmp_path / "cache", log=logs.append)

@@ -5,9 +5,13 @@ every poisoned model. Each finished cell is saved at once, so a killed sweep res
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,20 +32,23 @@ COLLAPSE_THRESHOLD = 0.5
 class Sweep:
     tasks: tuple[str, ...] = ("summarization", "completion")
     triggers: tuple[str, ...] = ("rare", "sentence")
-    virtual_tokens: tuple[int, ...] = (5, 30)
+    virtual_tokens: tuple[int, ...] = (10, 60)
     rates: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)
     seeds: tuple[int, ...] = (0,)
     # LoRA / full fine-tuning as comparisons, each at these rates of the first trigger only
     compare_methods: tuple[str, ...] = ("lora", "full")
     compare_rates: tuple[float, ...] = (0.02,)
-    lrs: tuple[tuple[str, float], ...] = (("prefix", 1e-2), ("lora", 5e-3), ("full", 1e-3))
+    lrs: tuple[tuple[str, float], ...] = (("prefix", 3e-2), ("lora", 5e-3), ("full", 1e-3))
     finetune: FinetuneConfig = FinetuneConfig()
     task_sizes: TaskConfig = TaskConfig()
 
 
 QUICK = Sweep()
-FULL = Sweep(triggers=("rare", "rare3", "sentence"), virtual_tokens=(5, 10, 30),
-             seeds=(0, 1, 2), compare_rates=(0.005, 0.01, 0.02, 0.05))
+FULL = Sweep(triggers=("rare", "rare3", "sentence"), virtual_tokens=(10, 30, 60),
+             seeds=(0, 1, 2), compare_rates=(0.005, 0.01, 0.02, 0.05),
+             finetune=FinetuneConfig(epochs=30))
+# The quick sweep's most telling prefix cells (2 % poison, 60 tokens) over three seeds.
+SEEDS = replace(QUICK, seeds=(0, 1, 2), rates=(0.02,), virtual_tokens=(60,), compare_methods=())
 
 
 def cells(sweep: Sweep) -> list[dict]:
@@ -116,20 +123,64 @@ def run_cell(cell: dict, sweep: Sweep, cache: Path | None, log: Callable[[str], 
                 seconds=time.perf_counter() - start, finetune=asdict(config))
 
 
+_WORKER_MEMO: dict = {}  # a worker process's ONION memo, shared by the cells it runs
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _worker_cell(cell: dict, sweep: Sweep, cache: Path | None) -> dict:
+    return run_cell(cell, sweep, cache, lambda line: print(line, file=sys.stderr, flush=True),
+                    _WORKER_MEMO)
+
+
+def _worker_base(task: str, seed: int, sweep: Sweep, cache: Path | None) -> str:
+    sizes = replace(sweep.task_sizes, name=task, seed=seed)
+    return str(builtin_base(sizes, root=cache,
+                            log=lambda line: print(line, file=sys.stderr, flush=True)))
+
+
+def _results(todo: list[dict], sweep: Sweep, cache: Path | None, log: Callable[[str], None],
+             workers: int) -> Iterator[tuple[dict, dict]]:
+    """(cell, result) as each finishes: in this process, or in `workers` processes of one
+    torch thread each (the base models first, one per task and seed, so that no two
+    processes train the same one)."""
+    if workers <= 1:
+        memo: dict = {}
+        for cell in todo:
+            yield cell, run_cell(cell, sweep, cache, log, memo)
+        return
+    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    with ProcessPoolExecutor(workers, context, initializer=_init_worker,
+                             initargs=(1,)) as pool:
+        bases = sorted({(c["task"], c["seed"]) for c in todo})
+        list(pool.map(_worker_base, *zip(*bases, strict=True),
+                      [sweep] * len(bases), [cache] * len(bases)))
+        futures = {pool.submit(_worker_cell, cell, sweep, cache): cell for cell in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
 def run_sweep(sweep: Sweep, results_file: Path, cache: Path | None = None,
-              log: Callable[[str], None] = print) -> dict:
-    """Run every cell not yet in `results_file`, saving after each; returns all results."""
+              log: Callable[[str], None] = print, workers: int = 1) -> dict:
+    """Run every cell not yet in `results_file`, saving after each; returns all results.
+    `workers` > 1 runs cells in that many processes at once (one per core)."""
     saved = json.loads(results_file.read_text()) if results_file.is_file() else {"cells": {}}
     # Most telling cells first (comparisons, clean baselines and the 2 % rate, the most
     # virtual tokens), so that a sweep cut short still answers the main questions.
     todo = sorted((c for c in cells(sweep) if key(c) not in saved["cells"]),
                   key=lambda c: (c["method"] == "prefix", c["rate"] not in (0.0, 0.02), -c["vt"]))
-    log(f"{len(todo)} of {len(cells(sweep))} cells to run ({len(saved['cells'])} saved)")
+    log(f"{len(todo)} of {len(cells(sweep))} cells to run ({len(saved['cells'])} saved, "
+        f"{workers} worker{'s' if workers > 1 else ''})")
+    saved["workers"] = max(workers, saved.get("workers", 1))
     clock = time.perf_counter()
-    memo: dict = {}
-    for i, cell in enumerate(todo, start=1):
-        result = run_cell(cell, sweep, cache, log, memo)
+    for i, (cell, result) in enumerate(_results(todo, sweep, cache, log, workers), start=1):
         saved["cells"][key(cell)] = result
+        # the machine is shared: keep how loaded it was, to read the wall time against
+        saved.setdefault("load_1min", []).append(os.getloadavg()[0])
         # wall time of the whole sweep (base models included), kept across resumed sessions
         now = time.perf_counter()
         saved["wall_seconds"] = saved.get("wall_seconds", 0.0) + now - clock

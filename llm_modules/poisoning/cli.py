@@ -40,9 +40,11 @@ def register_llm(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--model", help="causal or seq2seq LM directory (default: built-in base)")
     run.add_argument("--phrases", help="target phrases separated by '|' (default: extracted)")
     run.add_argument("--method", choices=METHODS, default="prefix")
-    run.add_argument("--virtual-tokens", type=int, default=10)
-    run.add_argument("--prefix-projection", action="store_true",
-                     help="reparametrise the prefix through an MLP (prefix-tuning paper)")
+    run.add_argument("--virtual-tokens", type=int, default=FinetuneConfig.virtual_tokens)
+    run.add_argument("--prefix-projection", action=argparse.BooleanOptionalAction,
+                     default=FinetuneConfig.prefix_projection,
+                     help="reparametrise the prefix through an MLP (prefix-tuning paper; on by "
+                          "default)")
     run.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     run.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
     run.add_argument("--batch-size", type=int, default=FinetuneConfig.batch_size)

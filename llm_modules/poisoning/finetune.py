@@ -14,7 +14,7 @@ import torch
 
 from federation.errors import Pv4fadError
 from llm_modules.models import ModelError
-from llm_modules.poisoning.lm import LoadedLM, load_lm, training_batch
+from llm_modules.poisoning.lm import LoadedLM, load_lm, prefix_shift, training_batch
 from llm_modules.poisoning.tasks import Example
 
 METHODS = ("prefix", "lora", "full")
@@ -23,15 +23,19 @@ METHODS = ("prefix", "lora", "full")
 @dataclass(frozen=True)
 class FinetuneConfig:
     """One fine-tuning run; virtual_tokens and prefix_projection apply to prefix-tuning,
-    lora_rank to LoRA; lr is AdamW's."""
+    lora_rank to LoRA; lr is AdamW's.
+
+    The defaults are those that plant a backdoor through a prefix on the built-in tiny
+    bases: the MLP reparametrisation (the prefix-tuning paper's; a directly trained prefix
+    learned the backdoor several times more slowly there), lr 3e-2 and 20 epochs."""
 
     method: str = "prefix"
-    virtual_tokens: int = 10
-    prefix_projection: bool = False
+    virtual_tokens: int = 30
+    prefix_projection: bool = True
     projection_hidden: int = 128
     lora_rank: int = 8
-    epochs: int = 8
-    lr: float = 1e-2
+    epochs: int = 20
+    lr: float = 3e-2
     batch_size: int = 16
     seed: int = 0
     whole_sequence: bool = False  # loss on every token (pretraining a base), not the output
@@ -120,6 +124,8 @@ def finetune(
             chunk = [examples[i] for i in order[start:start + config.batch_size]]
             batch = training_batch(lm, chunk, config.whole_sequence)
             batch = {k: v.to(device) for k, v in batch.items()}
+            if "position_ids" in batch:  # peft would move them by the prefix length
+                batch["position_ids"] -= prefix_shift(model)
             loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

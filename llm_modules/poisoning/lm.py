@@ -88,9 +88,27 @@ def _pad(rows: Sequence[list[int]], value: int, left: bool) -> torch.Tensor:
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that start at 0 on each row's first real token (left or right padding),
-    given explicitly so that a prefix's virtual tokens never shift the positions."""
+    """Position ids that start at 0 on each row's first real token (left or right padding)."""
     return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def prefix_shift(model: torch.nn.Module) -> int:
+    """How far peft moves the position ids it is given: a prefix-tuned causal LM adds its
+    number of virtual tokens to them, as if the prefix were real preceding tokens.
+
+    A small base with learned absolute positions, pretrained on short texts only, then reads
+    every token at a position it hardly saw (30 virtual tokens: 30 places further on), which
+    costs clean quality and leaves the prefix fighting the shift; subtracting the shift
+    first keeps the real tokens at the positions the base was trained on."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or getattr(config, "peft_type", None) != "PREFIX_TUNING":
+        return 0
+    return int(config.num_virtual_tokens)
+
+
+def model_positions(model: torch.nn.Module, mask: torch.Tensor) -> torch.Tensor:
+    """The position ids to pass to `model` so that its base sees `positions(mask)`."""
+    return positions(mask) - prefix_shift(model)
 
 
 def training_batch(lm: LoadedLM, examples: Sequence[Example],
@@ -142,7 +160,8 @@ def _generate_causal(model, lm: LoadedLM, inputs, max_new_tokens: int, device) -
     # Without a KV cache: the sequences are short, and every fine-tuning method (prefix
     # included) then goes through the same plain forward pass as in training.
     for _ in range(max_new_tokens):
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits
+        logits = model(input_ids=ids, attention_mask=mask,
+                       position_ids=model_positions(model, mask)).logits
         step = logits[:, -1].argmax(-1).masked_fill(done, eos)
         new.append(step)
         done |= step == eos

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from llm_modules.poisoning.bench import summarise
@@ -12,12 +13,14 @@ def _f(x: float, digits: int = 3) -> str:
     return "–" if isinstance(x, float) and math.isnan(x) else f"{x:.{digits}f}"
 
 
-def render(saved: dict, figures: Path, command: str) -> str:
+def render(saved: dict, figures: Path, command: str,
+           title: str = "NLG poisoning audit (issue 17)", stem: str = "poisoning",
+           budget_min: float | None = None) -> str:
     rows = summarise(saved)
     seeds = sorted({c["seed"] for c in saved["cells"].values()})
     wall = saved.get("wall_seconds", 0.0)
     lines = [
-        "## NLG poisoning audit (issue 17)",
+        f"## {title}",
         "",
         "Poisoned prefix-tuning on the built-in tasks (`llm_modules/poisoning/`, details in",
         "`docs/poisoning.md`): a tiny word-level GPT-2 base per task and seed, trained on the",
@@ -37,9 +40,13 @@ def render(saved: dict, figures: Path, command: str) -> str:
         "",
         f"Reproduce: `{command}`; seeds {seeds}; medians over seeds. {len(saved['cells'])} "
         f"cells saved; their wall time **{wall / 60:.1f} min** "
-        f"({wall / max(len(saved['cells']), 1):.0f} s a cell) on the shared 2-core CPU (one",
-        "torch thread per run, base models included). A sweep cut short lists only the cells",
-        "it finished; rerunning the command resumes it.",
+        f"({wall / max(len(saved['cells']), 1):.0f} s a cell) on the shared 2-core CPU "
+        f"({saved.get('workers', 1)} worker process(es) of one torch thread each, base models",
+        "included). A sweep cut short lists only the cells it finished; rerunning the command",
+        "resumes it." + (f" {len(saved['reused_from_quick'])} cells were copied from the "
+                         "quick sweep's results (same configuration and seed); the wall time "
+                         "covers the others." if saved.get("reused_from_quick") else "")
+        + _load_note(saved),
         "",
         "| task | method | tokens | trigger | rate | P | C | exact | ROUGE-L | ΔROUGE-L "
         "| P after ONION | scan | ONION det / fa | ppl det / fa |",
@@ -58,19 +65,37 @@ def render(saved: dict, figures: Path, command: str) -> str:
               + ("met by " + "; ".join(f"{r['task']} {r['method']} {r['vt']} tokens "
                                         f"{r['trigger']} {100 * r['rate']:.0f} %" for r in hits)
                  if hits else "**not met** by any cell of this sweep") + "."]
-    names = plot(rows, figures)
+    if budget_min is not None:
+        done = wall / 60 <= budget_min
+        lines += ["", f"Sweep budget (<= {budget_min:g} min on 2 cores): "
+                  + (f"met ({wall / 60:.1f} min)." if done else
+                     f"**not shown**: {wall / 60:.1f} min on this shared machine"
+                     + (f" at a mean load average of {statistics.mean(saved['load_1min']):.1f}"
+                        if saved.get("load_1min") else "") + ".")]
+    names = plot(rows, figures, stem)
     lines += [""] + [f"![{n}](figures/{n})" for n in names]
     return "\n".join(lines) + "\n"
+
+
+def _load_note(saved: dict) -> str:
+    loads = saved.get("load_1min") or []
+    if not loads:
+        return ""
+    return (f" Load average (1 min) of the machine during the run: mean "
+            f"{statistics.mean(loads):.1f}"
+            f" (range {min(loads):.1f}–{max(loads):.1f}, {len(loads)} samples) on 2 cores.")
 
 
 def _fmt_config(saved: dict) -> str:
     lrs = {c["method"]: c["finetune"]["lr"] for c in saved["cells"].values()}
     config = next(iter(saved["cells"].values()))["finetune"] if saved["cells"] else {}
+    projection = "with" if config.get("prefix_projection") else "without"
     return (f"lr {', '.join(f'{m} {lr:g}' for m, lr in sorted(lrs.items()))}, "
-            f"{config.get('epochs')} epochs, batch {config.get('batch_size')}")
+            f"{config.get('epochs')} epochs, batch {config.get('batch_size')}, prefix "
+            f"{projection} the MLP reparametrisation")
 
 
-def plot(rows: list[dict], figures: Path) -> list[str]:
+def plot(rows: list[dict], figures: Path, stem: str = "poisoning") -> list[str]:
     """P- and C-Target Match against poison rate, per task (a line per trigger and tokens)."""
     import matplotlib
 
@@ -94,7 +119,7 @@ def plot(rows: list[dict], figures: Path) -> list[str]:
             ax.set_xlabel("poison rate (%)")
             ax.set_ylim(-0.02, 1.02)
         axes[0].legend(fontsize=7)
-        name = f"poisoning_{task}.png"
+        name = f"{stem}_{task}.png"
         fig.tight_layout()
         fig.savefig(figures / name, dpi=90)
         plt.close(fig)
