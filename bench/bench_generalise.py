@@ -152,6 +152,8 @@ def render(results: dict[str, Any]) -> str:
         f"{worst['gap_no_noise']:+.3f}), so {worst['gap'] - worst['gap_no_noise']:.3f} of "
         "the worst gap is privacy noise and the rest the model's structure.",
     ]
+    if results.get("note"):
+        lines += ["", results["note"]]
     full = [r for r in rows if "full" in r]
     if full:
         lines += ["", "Full `pv4fad simulate` runs (protocol defaults):", "",
@@ -182,8 +184,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/generalise"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/generalise.json"))
     parser.add_argument("--render", action="store_true", help="only redraw the .md")
+    parser.add_argument("--note", help="a remark printed under the table (kept in the JSON)")
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.note is not None:
+        results["note"] = args.note
     if not args.render:
         args.work.mkdir(parents=True, exist_ok=True)
         results.update(machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
