@@ -189,6 +189,7 @@ def main() -> None:
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.note is not None:
         results["note"] = args.note
+        _save(args.out, results)
     if not args.render:
         args.work.mkdir(parents=True, exist_ok=True)
         results.update(machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
