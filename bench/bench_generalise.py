@@ -175,7 +175,9 @@ def main() -> None:
                         help="comma-separated preset names ('' for none; default: all)")
     parser.add_argument("--random", type=int, default=3, help="random variants (seeds 1..N)")
     parser.add_argument("--first-random", type=int, default=1, help="seed of the first one")
-    parser.add_argument("--rows", type=int, default=300_000, help="training rows per variant")
+    parser.add_argument("--rows", type=int, default=300_000,
+                        help="training rows per variant (20,000 at least: fewer can leave a "
+                             "class of the PNS model empty)")
     parser.add_argument("--seed", type=int, default=0, help="data seed of the presets")
     parser.add_argument("--draws", type=int, default=3, help="protocol noise draws")
     parser.add_argument("--full", action="store_true",

@@ -38,14 +38,14 @@ def test_render_names_the_worst_variant_and_the_target() -> None:
 @pytest.mark.slow
 def test_bench_saves_each_variant_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "g.json"
-    command = [sys.executable, "bench/bench_generalise.py", "--presets", "bank_only",
-               "--random", "1", "--rows", "4000", "--draws", "1", "--work",
+    command = [sys.executable, "bench/bench_generalise.py", "--presets", "noisy_flags",
+               "--random", "1", "--rows", "20000", "--draws", "1", "--work",
                str(tmp_path / "work"), "--out", str(out)]
     root = Path(__file__).parents[1]
     env = os.environ | {"PYTHONPATH": str(root)}
     subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     saved = json.loads(out.read_text())["variants"]
-    assert sorted(saved) == ["bank_only@4000", "random-1@4000"]
+    assert sorted(saved) == ["noisy_flags@20000", "random-1@20000"]
     assert all(0 <= v["centralized"] <= 1 and len(v["protocol"]) == 3 for v in saved.values())
     again = subprocess.run(command, cwd=root, env=env, check=True, capture_output=True,
                            text=True)
