@@ -53,6 +53,7 @@ bench: setup
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_crypto.py --out docs/benchmarks/crypto.md
 	$(PY) bench/bench_protocol.py --parts runs,baseline,curve,training,labels,scale
+	$(PY) bench/bench_generalise.py
 	$(PY) bench/bench_sisa.py
 	$(PY) bench/bench_unlearning.py
 	$(PY) bench/bench_map.py --out docs/benchmarks/map.md

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ORDER = ("data", "crypto", "protocol", "sisa", "unlearning", "deploy")
+ORDER = ("data", "crypto", "protocol", "generalise", "sisa", "unlearning", "deploy")
 HEADER = """# Benchmarks
 
 Measured on this project's development machine (2 CPU cores shared with other jobs, 24 GiB,

@@ -12,6 +12,9 @@ from federation.cli import emit, progress
 # The generator's scales, named here so that the parser does not import the generator
 # (numpy, pyarrow); tests/test_operator.py checks that both lists agree.
 SCALE_NAMES = ("challenge", "default", "tiny")
+# The generator's world variants (federation.data.variants.PRESETS, plus random).
+VARIANT_NAMES = ("amount_interaction", "bank_only", "corridor_interaction", "default",
+                 "many_banks", "noisy_flags", "random")
 
 
 def register(subparsers: Any) -> None:
@@ -20,10 +23,16 @@ def register(subparsers: Any) -> None:
 
     gen = actions.add_parser("generate", help="write a synthetic data set in the challenge layout")
     gen.add_argument("--out", required=True, type=Path, help="new or empty directory")
-    gen.add_argument("--scale", choices=SCALE_NAMES, default="default",
+    gen.add_argument("--scale", choices=SCALE_NAMES,
                      help="tiny (seconds, for tests), default (the demo's), challenge "
                           "(the PETs Prize Challenge's size; default: default)")
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--variant", choices=VARIANT_NAMES,
+                     help="a world variant instead of a scale: a named preset, or random "
+                          "(drawn from --seed); see docs/data.md")
+    gen.add_argument("--rows", type=int,
+                     help="with --variant: training rows (test rows: half as many; "
+                          "default: the variant's own, 300,000 for random)")
     gen.add_argument("--json", action="store_true", help="print one JSON object")
     gen.set_defaults(func=_generate)
 
@@ -42,6 +51,15 @@ def register(subparsers: Any) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from federation.errors import DataError
+
+    if args.variant is not None:
+        if args.scale is not None:
+            raise DataError("--scale and --variant: give one (a variant has its own size)")
+        return _generate_variant(args)
+    if args.rows is not None:
+        raise DataError("--rows: only with --variant (a scale has its own size)")
+    args.scale = args.scale or "default"
     from federation.data.generate import generate
 
     progress(f"generating {args.scale} data (seed {args.seed}) into {args.out}")
@@ -50,6 +68,22 @@ def _generate(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     result = {"out": str(out), "scale": args.scale, "seed": args.seed, "seconds": round(seconds, 2)}
     emit(result, args.json, f"wrote {args.scale} data set to {out} in {seconds:.1f} s")
+    return 0
+
+
+def _generate_variant(args: argparse.Namespace) -> int:
+    from federation.data.variants import generate_variant, resolve
+
+    variant = resolve(args.variant, args.seed, args.rows)
+    progress(f"generating variant {variant.name} ({variant.train_rows} + {variant.test_rows} "
+             f"rows, seed {args.seed}) into {args.out}")
+    started = time.perf_counter()
+    out = generate_variant(args.out, variant, args.seed)
+    seconds = time.perf_counter() - started
+    result = {"out": str(out), "variant": variant.name, "seed": args.seed,
+              "train_rows": variant.train_rows, "test_rows": variant.test_rows,
+              "seconds": round(seconds, 2)}
+    emit(result, args.json, f"wrote variant {variant.name} to {out} in {seconds:.1f} s")
     return 0
 
 
