@@ -29,7 +29,8 @@ def test_render_names_the_worst_variant_and_the_target() -> None:
         "b@300000": _row("b", 0.90, 0.80, 0.86),
         "c@300000": _row("c", 0.85, 0.84, 0.85)}}
     text = render(results)
-    assert f"Within {TARGET_GAP} of the centralized forest: 2 of 3 variants" in text
+    assert (f"At 300,000 training rows: within {TARGET_GAP} of the centralized forest in 2 "
+            "of 3 variants") in text
     assert "worst variant **b**" in text and "gap +0.100" in text
     assert "no-noise model there reaches 0.860" in text
     assert text.count("\n| ") == 4  # header and three variants
