@@ -29,8 +29,9 @@ from federation.data.payments import (
     _parties,
     _pick_in_bank,
     _settlement,
+    currencies,
 )
-from federation.data.world import BLOCK_FLAGS, COUNTRIES, WATCH_FLAGS, World
+from federation.data.world import BLOCK_FLAGS, WATCH_FLAGS, World
 
 if TYPE_CHECKING:
     from federation.data.variants import Variant
@@ -153,24 +154,7 @@ def _amounts_v(rng: Rng, world: World, mech: np.ndarray, decoy: Traits, who: Arr
     usd = np.exp(world.amount_mu[o] + world.amount_sigma[o] * z)
     if region["interaction"] == "amount":
         usd = _amount_band(rng, usd, bank_side, kind > 0, region["amount_band"])
-    cur_of_country = np.array([c[1] for c in COUNTRIES])
-    rate_of = dict(zip(cur_of_country, [c[2] for c in COUNTRIES], strict=True))
-    settle = cur_of_country[world.bank_country[who["bbank"]]]
-    instr = settle.copy()
-    home = world.fx_account[o] & (rng.random(len(mech)) < decoy["fx_instructed"])
-    instr[home] = cur_of_country[world.bank_country[who["obank"][home]]]
-    odd = np.flatnonzero(mech == MECH["currency_mismatch"])
-    other = rng.choice(sorted(rate_of), size=len(odd))
-    same = other == settle[odd]
-    other[same] = np.where(settle[odd][same] == "USD", "EUR", "USD")
-    instr[odd] = other
-    rate = np.vectorize(rate_of.get, otypes=[float])
-    return {
-        "InstructedCurrency": instr,
-        "InstructedAmount": np.round(usd * rate(instr), 2),
-        "SettlementCurrency": settle,
-        "SettlementAmount": np.round(usd * rate(settle), 2),
-    }
+    return currencies(rng, world, who, mech, decoy, usd)
 
 
 def _amount_band(rng: Rng, usd: np.ndarray, inside: np.ndarray, outside: np.ndarray,

@@ -143,6 +143,15 @@ def _amounts(rng: Rng, world: World, mech: np.ndarray, decoy: Traits, who: Array
     z[outlier] = rng.uniform(6.0, 9.0, int(outlier.sum()))
     z[decoy["big_amount"]] = rng.uniform(3.5, 5.5, int(decoy["big_amount"].sum()))
     usd = np.exp(world.amount_mu[o] + world.amount_sigma[o] * z)
+    return currencies(rng, world, who, mech, decoy, usd)
+
+
+def currencies(rng: Rng, world: World, who: Arrays, mech: np.ndarray, decoy: Traits,
+               usd: np.ndarray) -> Arrays:
+    """Instructed and settlement currency and amount of payments worth `usd`: settled in
+    the beneficiary bank's currency, instructed in it too except for FX accounts' home
+    currency and the currency-mismatch mechanism."""
+    o = who["orderer"]
     cur_of_country = np.array([c[1] for c in COUNTRIES])
     rate_of = dict(zip(cur_of_country, [c[2] for c in COUNTRIES], strict=True))
     settle = cur_of_country[world.bank_country[who["bbank"]]]
