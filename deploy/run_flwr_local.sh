@@ -78,23 +78,13 @@ if [[ -z $data ]]; then
         --seed 0 >/dev/null
 fi
 data=$(cd "$data" && pwd)
-# The scenario and its number of parties (one simulated SuperNode each); bad data is one
-# line here, before anything starts.
-read -r scenario n_parties < <("$py" - "$data" "$scenario" <<'PY'
-import sys
-from federation.data.loader import list_scenarios, partitions
-from federation.errors import Pv4fadError
-root, wanted = sys.argv[1], sys.argv[2]
-try:
-    names = list_scenarios(root)
-    scenario = wanted or names[0]
-    if scenario not in names:
-        raise Pv4fadError(f"scenario {scenario!r} is not in {root}/scenarios.txt")
-    print(scenario, len(partitions(root, scenario, "train")))
-except Pv4fadError as exc:
-    sys.exit(f"run_flwr_local.sh: {exc}")
-PY
-) || exit 2
+# The scenario and its parties (one simulated SuperNode each); bad data is one line here,
+# before anything starts.
+parties_line=$("$venv/bin/pv4fad" data parties --data "$data" ${scenario:+--scenario "$scenario"}) \
+    || exit 2
+read -r scenario party_list <<< "$parties_line"
+IFS=, read -ra party_ids <<< "$party_list"
+n_parties=${#party_ids[@]}
 if ! check=$("$venv/bin/pv4fad" data validate --data "$data" --scenario "$scenario" 2>&1 \
         >/dev/null); then
     echo "run_flwr_local.sh: ${check##*$'\n'}" >&2

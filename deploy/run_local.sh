@@ -122,24 +122,10 @@ if [[ -z $data ]]; then
     "$venv/bin/pv4fad" data generate --out "$data" --scale tiny --seed 0 >/dev/null
 fi
 data=$(cd "$data" && pwd)
-read -r scenario parties < <("$py" - "$data" "$scenario" <<'PY'
-import sys
-from federation.data.loader import list_scenarios, partitions
-from federation.errors import Pv4fadError
-root, wanted = sys.argv[1], sys.argv[2]
-try:
-    names = list_scenarios(root)
-    scenario = wanted or names[0]
-    if scenario not in names:
-        raise Pv4fadError(f"scenario {scenario!r} is not in {root}/scenarios.txt")
-    ids = sorted(partitions(root, scenario, "train"))
-except Pv4fadError as exc:
-    sys.exit(f"run_local.sh: {exc}")
-if "swift" not in ids:
-    sys.exit(f"run_local.sh: {root}/{scenario}/train/partitions.json names no 'swift' client")
-print(scenario, ",".join(["swift"] + [i for i in ids if i != "swift"]))
-PY
-)
+# The scenario and its parties, the PNS first (one SuperNode each).
+parties_line=$("$venv/bin/pv4fad" data parties --data "$data" ${scenario:+--scenario "$scenario"}) \
+    || exit 2
+read -r scenario parties <<< "$parties_line"
 # Every party's files checked before any process starts: bad data is one line, here, and
 # not a ServerApp traceback with the cause in a SuperNode's log.
 if ! check=$("$venv/bin/pv4fad" data validate --data "$data" --scenario "$scenario" 2>&1 \

@@ -249,3 +249,19 @@ def test_a_party_needs_only_its_own_files(data: Path) -> None:
             f.unlink()
     assert len(loader.load_bank_client(data, "scenario01", "train", "bank01")) > 0
     assert "swift" in _error(loader.load_transactions, data, "scenario01", "train")
+
+
+def test_parties_lists_a_scenarios_training_parties_pns_first(data: Path, capsys) -> None:
+    assert main(["data", "parties", "--data", str(data)]) == 0
+    assert capsys.readouterr().out == "scenario01 swift,bank01,bank02\n"
+    assert main(["data", "parties", "--data", str(data), "--scenario", "scenario03"]) == 0
+    scenario, ids = capsys.readouterr().out.split()
+    assert scenario == "scenario03" and ids.split(",")[0] == "swift" and len(ids.split(",")) == 10
+    assert main(["data", "parties", "--data", str(data), "--scenario", "nope"]) == 2
+    assert "scenario 'nope' is not in" in capsys.readouterr().err
+    partitions = data / "scenario01" / "train" / "partitions.json"
+    entries = json.loads(partitions.read_text())
+    partitions.unlink()  # may be a hard link shared with other scenarios
+    partitions.write_text(json.dumps({k: v for k, v in entries.items() if k != "swift"}))
+    assert main(["data", "parties", "--data", str(data)]) == 2
+    assert "no 'swift' client" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`pv4fad data generate | validate` and `pv4fad baseline`."""
+"""`pv4fad data generate | validate | parties` and `pv4fad baseline`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,12 @@ def register(subparsers: Any) -> None:
     val.add_argument("--scenario", help="only this scenario (default: all, plus centralized)")
     val.add_argument("--json", action="store_true", help="print one JSON object")
     val.set_defaults(func=_validate)
+
+    parties = actions.add_parser(
+        "parties", help="print a scenario's name and its training parties (the PNS first)")
+    parties.add_argument("--data", required=True, type=Path, help="data root (with scenarios.txt)")
+    parties.add_argument("--scenario", help="scenario name (default: the first listed)")
+    parties.set_defaults(func=_parties)
 
     base = subparsers.add_parser("baseline", help="plaintext baselines: ceiling, floor, boosting")
     base.add_argument("--data", type=Path, help="data root (default: the embedded default data)")
@@ -120,4 +126,20 @@ def _baseline(args: argparse.Namespace) -> int:
     root = args.data if args.data is not None else default_data_dir()
     result = run_baselines(root, args.scenario, seed=args.seed)
     emit(result, args.json, format_results(result))
+    return 0
+
+
+def _parties(args: argparse.Namespace) -> int:
+    """One line, `SCENARIO PNS,BANK,...`: what the deployment scripts start one SuperNode
+    for."""
+    from federation.data.loader import list_scenarios, partitions
+    from federation.errors import DataError
+    from federation.messages import PNS_ID
+
+    names = list_scenarios(args.data)
+    scenario = args.scenario or names[0]
+    if scenario not in names:
+        raise DataError(f"scenario {scenario!r} is not in {args.data}/scenarios.txt")
+    ids = sorted(partitions(args.data, scenario, "train"))  # refuses one without the PNS
+    print(scenario, ",".join([PNS_ID] + [i for i in ids if i != PNS_ID]))
     return 0
