@@ -9,7 +9,6 @@ parameters reproduces the default generator byte for byte (tests/test_data_varia
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +18,6 @@ from federation.data.payments import (
     DAY,
     MECH,
     Arrays,
-    Decoys,
     Rng,
     StageSpec,
     Traits,
@@ -30,6 +28,7 @@ from federation.data.payments import (
     _pick_in_bank,
     _settlement,
     currencies,
+    draw_mechanisms,
 )
 from federation.data.world import BLOCK_FLAGS, WATCH_FLAGS, World
 
@@ -175,21 +174,9 @@ def simulate_variant_stage(rng: Rng, world: World, spec: StageSpec, variant: Var
                            region: dict[str, Any]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """payments.simulate_stage for a variant: the table, each row's mechanism (-1 normal)
     and each row's status decoy kind (0 none, else 1 + index into STATUS_DECOY_KINDS)."""
-    mix, decoys = variant.mix, variant.decoys()
-    p = spec.rows  # an upper bound: every payment has at least one leg
-    shares = np.array([getattr(mix, n) for n in mix.names()], dtype=float)
-    mech = np.where(
-        rng.random(p) < spec.anomaly_rate,
-        rng.choice(len(shares), size=p, p=shares / shares.sum()),
-        -1,
-    )
-    normal = mech < 0
-    decoy = {
-        f.name: normal & (rng.random(p) < getattr(decoys, f.name))
-        for f in fields(Decoys)
-        if f.name != "fx_instructed"
-    }
-    kind = _status_decoys(rng, normal, variant)
+    decoys = variant.decoys()
+    mech, decoy = draw_mechanisms(rng, spec, variant.mix, decoys)
+    kind = _status_decoys(rng, mech < 0, variant)
     legs = _cut(rng, mech, decoy, spec.rows)
     p = len(legs)
     mech, kind = mech[:p], kind[:p]

@@ -225,15 +225,11 @@ def _cut(rng: Rng, mech: np.ndarray, decoy: Traits, rows: int) -> np.ndarray:
     return legs
 
 
-def simulate_stage(
-    rng: np.random.Generator, world: World, spec: StageSpec, mix: AnomalyMix, decoys: Decoys
-) -> tuple[pa.Table, np.ndarray]:
-    """One stage as a challenge-format transactions table, and each row's mechanism.
-
-    The mechanism is an index into `AnomalyMix().names()`, or -1 for a normal payment; it is
-    ground truth for analysis and is not written to the data set.
-    """
-    p = spec.rows  # an upper bound: every payment has at least one leg
+def draw_mechanisms(rng: Rng, spec: StageSpec, mix: AnomalyMix, decoys: Decoys
+                    ) -> tuple[np.ndarray, Traits]:
+    """Each payment's mechanism (-1 normal) and the normal payments' decoy traits; spec.rows
+    payments, an upper bound (every payment has at least one leg)."""
+    p = spec.rows
     shares = np.array(astuple(mix), dtype=float)
     mech = np.where(
         rng.random(p) < spec.anomaly_rate,
@@ -246,6 +242,18 @@ def simulate_stage(
         for f in fields(decoys)
         if f.name != "fx_instructed"
     }
+    return mech, decoy
+
+
+def simulate_stage(
+    rng: np.random.Generator, world: World, spec: StageSpec, mix: AnomalyMix, decoys: Decoys
+) -> tuple[pa.Table, np.ndarray]:
+    """One stage as a challenge-format transactions table, and each row's mechanism.
+
+    The mechanism is an index into `AnomalyMix().names()`, or -1 for a normal payment; it is
+    ground truth for analysis and is not written to the data set.
+    """
+    mech, decoy = draw_mechanisms(rng, spec, mix, decoys)
     legs = _cut(rng, mech, decoy, spec.rows)
     p = len(legs)
     mech = mech[:p]
