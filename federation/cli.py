@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -215,6 +216,9 @@ def _interrupted(signum: int, frame: Any) -> None:
         line("pv4fad: still stopping ...")
         return
     _stopping.set()
+    # The simulation engine's worker threads log each party torn down by the stop as an
+    # error with a traceback; while stopping, those are expected and only noise.
+    logging.getLogger("flwr").disabled = True
     line("pv4fad: interrupted; stopping (state on disk is kept)")
     timer = threading.Timer(INTERRUPT_GRACE_S, _stop_children_and_exit)
     timer.daemon = True
