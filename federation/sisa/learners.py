@@ -137,8 +137,10 @@ def _logistic_proba(state: SGDClassifier, features: np.ndarray) -> np.ndarray:
     same bits), without re-validating the model and the rows on every query."""
     from scipy.special import expit
 
-    scores = features @ state.coef_.T + state.intercept_
-    return expit(scores.reshape(-1))
+    # In place: one array of scores, not three (same operations, same bits).
+    scores = (features @ state.coef_.T).reshape(-1)
+    scores += state.intercept_
+    return expit(scores, out=scores)
 
 
 def estimator_class(name: str) -> type[ClassifierMixin]:

@@ -46,13 +46,16 @@ class ShardSpec:
 @dataclass(frozen=True)
 class ShardUpdate:
     """What a train or forget did: the first slice retrained and the samples processed
-    (and, for a forget that carried query rows, the seconds spent scoring them)."""
+    (and, for a forget, the host's wall seconds for it, `retrain_seconds`: reading the
+    shard, retraining from the checkpoint, writing checkpoints and files; for a forget that
+    carried query rows, the seconds spent scoring them apart, `query_seconds`)."""
 
     shard: int
     first_slice: int
     samples: int
     forgotten: list[int]
     query_seconds: float = 0.0
+    retrain_seconds: float = 0.0
 
 
 class ShardStore:
@@ -124,8 +127,13 @@ class ShardStore:
         return replace(update, query_seconds=time.perf_counter() - started), proba
 
     def _forget(self, ids: list[int]) -> tuple[ShardUpdate, Any, Any]:
-        """The forget; also the retrained model and its learner (None, None when nothing
-        was retrained)."""
+        """The forget, timed; also the retrained model and its learner (None, None when
+        nothing was retrained)."""
+        started = time.perf_counter()
+        update, state, learner = self._forget_untimed(ids)
+        return replace(update, retrain_seconds=time.perf_counter() - started), state, learner
+
+    def _forget_untimed(self, ids: list[int]) -> tuple[ShardUpdate, Any, Any]:
         forgotten = set(self._read("forgotten.json"))
         rows = self.rows()
         leftover = sorted(forgotten & set(rows.ids.tolist()))

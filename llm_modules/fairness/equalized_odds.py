@@ -116,14 +116,14 @@ class EqualizedOddsPostProcessor:
 
     def _refit(self) -> None:
         """Check every group still has both labels, solve the LP, decide empty cells."""
-        for g, name in enumerate(self.groups_):
-            for label in (0, 1):
-                if self.counts_[g, :, label].sum() == 0:
-                    kind = "positive" if label else "negative"
-                    raise FairnessError(
-                        f"equalized-odds fit: group {name.item()!r} has no {kind} labels, so its "
-                        "TPR/FPR is undefined; merge it or add data"
-                    )
+        missing = np.add.reduce(self.counts_, axis=1) == 0  # per (group, label)
+        if missing.any():
+            g, label = np.argwhere(missing)[0]
+            kind = "positive" if label else "negative"
+            raise FairnessError(
+                f"equalized-odds fit: group {self.groups_[g].item()!r} has no {kind} labels, so "
+                "its TPR/FPR is undefined; merge it or add data"
+            )
         self.p_ = self._fill(self._solve(self.counts_), self.counts_)
 
     def update_counts(
@@ -151,6 +151,8 @@ class EqualizedOddsPostProcessor:
         """Decide the cells with no fitting rows (the LP leaves them arbitrary)."""
         seen = counts.sum(axis=2) > 0
         self.empty_ = ~seen
+        if seen.all():  # the usual case after a forget: nothing to decide
+            return p
         nearest = p.copy()
         positions = np.arange(p.shape[1])
         for g in range(p.shape[0]):
@@ -273,38 +275,50 @@ def _next(polygon: np.ndarray) -> np.ndarray:
     return np.concatenate([polygon[1:], polygon[:1]])
 
 
-def _upper_chain(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The upper boundary of a group's zonotope as the best TPR at each FPR: breakpoints
-    (strictly increasing FPR, TPR), the cells added in decreasing slope. A vertical first
-    edge (cells without negatives) keeps only its top: the best TPR at FPR 0."""
-    keep = (fpr > 0) | (tpr > 0)
-    fpr, tpr = fpr[keep], tpr[keep]
-    order = np.argsort(-np.arctan2(tpr, fpr), kind="stable")
-    x = np.concatenate([[0.0], np.cumsum(fpr[order])])
-    y = np.concatenate([[0.0], np.cumsum(tpr[order])])
-    last = np.append(x[1:] != x[:-1], True)
-    return x[last], y[last]
+_ROWS = np.arange(4)[:, None]  # the rows of `_chain_maps`: group g's maps are rows 2g, 2g + 1
+_GROUP = np.array([0, 0, 1, 1])  # the group of each of those rows
+_UP_DOWN = np.array([[-1.0], [1.0], [-1.0], [1.0]])  # sort keys: decreasing, increasing slope
+
+
+def _upper_chains(
+    fpr: np.ndarray, tpr: np.ndarray, up: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each group's upper zonotope boundary as the best TPR at each FPR: breakpoints
+    (strictly increasing FPR, TPR), the cells added in decreasing slope (`up`, per group).
+    A vertical first edge (cells without negatives) keeps only its top: the best TPR at
+    FPR 0. An empty cell adds a repeated point, which goes with the other repeats."""
+    x, y = np.zeros((2, fpr.shape[1] + 1)), np.zeros((2, fpr.shape[1] + 1))
+    np.cumsum(fpr[_ROWS[:2], up], axis=1, out=x[:, 1:])
+    np.cumsum(tpr[_ROWS[:2], up], axis=1, out=y[:, 1:])
+    last = np.ones(x.shape, dtype=bool)
+    np.not_equal(x[:, 1:], x[:, :-1], out=last[:, :-1])
+    return [(x[g][last[g]], y[g][last[g]]) for g in range(2)]
 
 
 def _best_common_rates(
-    rates: list[tuple[np.ndarray, np.ndarray]], counts: np.ndarray, w_neg: float, w_pos: float
+    chains: list[tuple[np.ndarray, np.ndarray]], n_neg: float, n_pos: float, w_neg: float,
+    w_pos: float,
 ) -> tuple[float, float]:
-    """The optimal common (FPR, TPR) for two groups and any map. The cost falls as the TPR
-    rises, and every FPR in [0, 1] is reachable by both groups (each zonotope holds the
-    diagonal), so the optimum lies on the lower of the two upper chains, a concave
-    piecewise-linear function of the FPR: at one of its breakpoints, i.e. a breakpoint of
-    either chain or a crossing of the two. A one-dimensional search over those, which is
-    what a refit after a forget pays (a fraction of a millisecond)."""
-    (x1, y1), (x2, y2) = (_upper_chain(fpr, tpr) for fpr, tpr in rates)
-    grid = np.union1d(x1, x2)
+    """The optimal common (FPR, TPR) for two groups and any map, given their upper chains
+    (`_upper_chain`). The cost falls as the TPR rises, and every FPR in [0, 1] is reachable
+    by both groups (each zonotope holds the diagonal), so the optimum lies on the lower of
+    the two upper chains, a concave piecewise-linear function of the FPR: at one of its
+    breakpoints, i.e. a breakpoint of either chain or a crossing of the two. A
+    one-dimensional search over those, which is what a refit after a forget pays."""
+    (x1, y1), (x2, y2) = chains
+    grid = np.concatenate((x1, x2))
+    grid.sort()
+    grid = grid[np.concatenate(([True], grid[1:] != grid[:-1]))]  # np.union1d, less overhead
     gap = np.interp(grid, x1, y1) - np.interp(grid, x2, y2)
     sign_change = np.flatnonzero(gap[:-1] * gap[1:] < 0)
-    # Both chains are linear between neighbouring grid points: the crossing is exact.
-    share = gap[sign_change] / (gap[sign_change] - gap[sign_change + 1])
-    crossings = grid[sign_change] + share * (grid[sign_change + 1] - grid[sign_change])
-    f = np.clip(np.concatenate([grid, crossings]), 0.0, 1.0)
+    f = grid
+    if len(sign_change):
+        # Both chains are linear between neighbouring grid points: the crossing is exact.
+        share = gap[sign_change] / (gap[sign_change] - gap[sign_change + 1])
+        crossings = grid[sign_change] + share * (grid[sign_change + 1] - grid[sign_change])
+        f = np.concatenate((grid, crossings))
+    f = np.minimum(np.maximum(f, 0.0), 1.0)
     t = np.minimum(np.interp(f, x1, y1), np.interp(f, x2, y2))
-    n_neg, n_pos = counts[:, :, 0].sum(), counts[:, :, 1].sum()
     best = int(np.argmin(w_neg * n_neg * f - w_pos * n_pos * t))
     return float(f[best]), float(t[best])
 
@@ -339,20 +353,21 @@ def _intersection_vertices(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return candidates
 
 
-def _chain_map(fpr: np.ndarray, tpr: np.ndarray, f: float, upper: bool) -> np.ndarray:
-    """The map on the upper (best) or lower (worst) boundary chain whose FPR is `f`: cells
-    taken whole in slope order until the FPR reaches f, one of them partly. Cells without
-    negatives (no FPR) are all taken on the upper chain and none on the lower."""
-    angle = np.arctan2(tpr, fpr)
-    order = np.argsort(-angle if upper else angle, kind="stable")
-    step = fpr[order]
-    before = np.cumsum(step) - step
-    with np.errstate(divide="ignore", invalid="ignore"):
-        take = np.clip((f - before) / step, 0.0, 1.0)
-    take[step == 0] = 1.0 if upper else 0.0
-    p = np.empty(len(fpr))
-    p[order] = take
-    return p
+def _chain_maps(fpr: np.ndarray, orders: np.ndarray, f: float) -> np.ndarray:
+    """Per group, the maps on its upper (best) and lower (worst) boundary chains whose FPR
+    is `f` (rows: group 0 upper, group 0 lower, group 1 upper, group 1 lower; `orders` the
+    cells in slope order for each): cells taken whole in that order until the FPR reaches
+    f, one of them partly. Cells without negatives (no FPR) are all taken on the upper
+    chain and none on the lower."""
+    step = fpr[_GROUP[:, None], orders]
+    before = np.cumsum(step, axis=1) - step
+    take = np.zeros(step.shape)
+    take[::2] = 1.0
+    np.divide(f - before, step, out=take, where=step != 0)
+    np.minimum(np.maximum(take, 0.0, out=take), 1.0, out=take)
+    maps = np.empty(step.shape)
+    maps[_ROWS, orders] = take
+    return maps
 
 
 def _threshold_hull(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -419,22 +434,31 @@ def solve_two_groups(
     monotone maps (`monotone=True`). Exact, and about a hundred times
     faster than the general LP, which makes re-fitting after a forget cheap. Returns None
     when the geometry is degenerate (the caller then uses the general LP)."""
-    if (counts.sum(axis=1) == 0).any():  # a group without one class: the LP raises for it
+    totals = counts.sum(axis=1)  # (group, label); cell counts are whole numbers: exact sums
+    if (totals == 0).any():  # a group without one class: the LP raises for it
         return None
-    rates = []
-    for g in range(2):
-        neg, pos = counts[g, :, 0], counts[g, :, 1]
-        rates.append((neg / neg.sum(), pos / pos.sum()))
     if monotone:
+        rates = [(counts[g, :, 0] / totals[g, 0], counts[g, :, 1] / totals[g, 1])
+                 for g in range(2)]
         return _solve_two_groups_monotone(rates, counts, w_neg, w_pos)
-    f, t = _best_common_rates(rates, counts, w_neg, w_pos)
-    maps = []
-    for fpr, tpr in rates:
-        high, low = _chain_map(fpr, tpr, f, True), _chain_map(fpr, tpr, f, False)
-        t_high, t_low = float(tpr @ high), float(tpr @ low)
-        mix = 0.0 if t_high - t_low < 1e-15 else min(1.0, max(0.0, (t - t_low) / (t_high - t_low)))
-        maps.append(mix * high + (1 - mix) * low)
-    return np.stack(maps)
+    # Both groups at once (a refit after a forget pays for every numpy call): rates[0] is
+    # the FPR and rates[1] the TPR of each (group, level) cell.
+    fpr, tpr = counts.transpose(2, 0, 1) / totals.T[:, :, None]
+    # Each group's cells by decreasing and by increasing slope (stable sorts): the orders
+    # of its upper and lower boundary chains (rows as in `_chain_maps`).
+    orders = np.argsort(np.arctan2(tpr, fpr)[_GROUP] * _UP_DOWN, axis=1, kind="stable")
+    n_neg, n_pos = np.add.reduce(totals)
+    f, t = _best_common_rates(_upper_chains(fpr, tpr, orders[::2]), n_neg, n_pos, w_neg, w_pos)
+    maps = _chain_maps(fpr, orders, f)
+    mix = np.zeros(2)
+    for g in range(2):
+        # BLAS's dot product rounds differently with the operands' memory alignment: fresh
+        # arrays, as one-group arrays would be, keep the results reproducible.
+        rate = tpr[g].copy()
+        t_high, t_low = float(rate @ maps[2 * g].copy()), float(rate @ maps[2 * g + 1].copy())
+        if t_high - t_low >= 1e-15:
+            mix[g] = min(1.0, max(0.0, (t - t_low) / (t_high - t_low)))
+    return mix[:, None] * maps[::2] + (1 - mix)[:, None] * maps[1::2]
 
 
 def _solve_two_groups_monotone(

@@ -147,6 +147,9 @@ class FairSISA:
         # The fitting rows stay with the estimator: an excluded shard or a forget refits on them.
         # Column-major: a forget replaces one voter's column.
         self.votes_ = np.asfortranarray(votes.astype(np.int8))
+        # Each row's positive votes, kept up to date: a forget's changed rows read their
+        # count here, not from their row of votes_ (one cache line per voter, column-major).
+        self.count_ = votes.sum(axis=1)
         self.y_, self.group_ = np.asarray(labels), group
         if self.method == "pattern":
             self.patterns_ = np.unique(votes, axis=0)
@@ -167,37 +170,58 @@ class FairSISA:
                 f"FairSISA update: expected {len(self.y_)} votes (one per fitting row), got "
                 f"shape {values.shape}"
             )
-        # One pass: NaN fails both comparisons.
-        if values.dtype.kind == "f" and not ((values >= 0) & (values <= 1)).all():
+        # NaN fails both comparisons (a NaN minimum or maximum).
+        if values.dtype.kind == "f" and not (
+            np.minimum.reduce(values) >= 0 and np.maximum.reduce(values) <= 1
+        ):
             raise FairnessError("FairSISA update: votes must be 0/1 and scores in [0, 1]")
         new = values >= 0.5
-        changed = np.flatnonzero(new != self.votes_[:, voter].astype(bool))
+        # The stored votes are 0/1 int8: read as booleans without a copy.
+        changed = np.flatnonzero(new != self.votes_[:, voter].view(np.bool_))
         self.resolved_ = False  # whether this update re-solved an LP
         if self.method == "pattern":
             self.votes_[:, voter] = new
+            self.count_ = self.votes_.sum(axis=1, dtype=np.int64)
             self.patterns_ = np.unique(self.votes_, axis=0)
             self.post_ = self._fit_posts(self.votes_)
             self.resolved_ = True
         elif len(changed):
             # Only the changed rows move: one cell out, one cell in, then one re-solve.
-            old_rows = self.votes_[changed]
-            self.votes_[changed, voter] = new[changed]
-            new_rows = self.votes_[changed]
+            gained = new[changed]  # the vote became positive (else negative)
+            self.votes_[changed, voter] = gained
+            old_count = self.count_[changed]
+            new_count = old_count + np.where(gained, 1, -1)
+            self.count_[changed] = new_count
             index = voter if self.method == "constituent" else 0
             post = self.post_[index]
-            old_out, new_out = self._outputs(old_rows)[index], self._outputs(new_rows)[index]
-            old_level, new_level = post._level_index(old_out), post._level_index(new_out)
-            moved = old_level != new_level
+            if self.method == "votes":
+                # The levels are the counts 0..M, and every changed vote moves its row by one.
+                rows, old_level, new_level = changed, old_count, new_count
+            else:
+                old_out, new_out = self._changed_outputs(gained, old_count, new_count)
+                old_level, new_level = post._level_index(old_out), post._level_index(new_out)
+                moved = old_level != new_level
+                rows, old_level, new_level = changed[moved], old_level[moved], new_level[moved]
             # (b): a changed vote moves a row only when it flips the majority. When no row
             # changes cell the LP's input is unchanged, and so is its solution: no re-solve.
-            if moved.any():
-                y, g = self.y_[changed[moved]], self.g_index_[changed[moved]]
-                np.add.at(post.counts_, (g, old_level[moved], y), -1.0)
-                np.add.at(post.counts_, (g, new_level[moved], y), 1.0)
+            if len(rows):
+                y, g = self.y_[rows], self.g_index_[rows]
+                np.add.at(post.counts_, (g, old_level, y), -1.0)
+                np.add.at(post.counts_, (g, new_level, y), 1.0)
                 post._refit()
                 self.resolved_ = True
         self._reduced = {}
         return self
+
+    def _changed_outputs(
+        self, gained: np.ndarray, old_count: np.ndarray, new_count: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What the updated post-processor of (a) or (b) saw before and sees after on the
+        changed rows (as `_outputs`: the vote, the majority)."""
+        if self.method == "constituent":
+            return (~gained).astype(np.int64), gained.astype(np.int64)
+        m = self.n_voters_
+        return (2 * old_count > m).astype(np.int64), (2 * new_count > m).astype(np.int64)
 
     def forget_rows(self, rows: np.ndarray) -> FairSISA:
         """Delete fitting rows (boolean mask or indices) from every post-processor."""
@@ -215,6 +239,7 @@ class FairSISA:
                 post.update_counts(out, self.y_[mask], self.group_[mask], -1.0)
             keep = ~mask
             self.votes_, self.y_, self.group_ = self.votes_[keep], self.y_[keep], self.group_[keep]
+        self.count_ = self.count_[~mask]
         self.votes_ = np.asfortranarray(self.votes_)
         self.g_index_ = self.post_[0]._group_index(self.group_)
         self._reduced = {}
