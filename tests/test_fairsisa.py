@@ -164,6 +164,18 @@ def test_empty_cells_are_decided_from_the_nearest_seen_level_and_warn() -> None:
     assert equalized_odds_difference(y[keep], fitted, group[keep]) < 1e-7
 
 
+def test_nearest_fill_takes_the_nearer_seen_level_or_the_mean_of_two() -> None:
+    # Group 1 is seen only at levels 0 and 4: level 1 takes 0's decision, 3 takes 4's, and
+    # 2, as near to both, their mean.
+    score = np.array([0, 1, 2, 3, 4] * 4 + [0, 4, 0, 4, 0, 4], dtype=float)
+    y = np.array([0, 0, 1, 1, 1, 0, 1, 0, 1, 1] * 2 + [0, 1, 1, 0, 0, 1])
+    group = np.array([0] * 20 + [1] * 6)
+    lp = EqualizedOddsPostProcessor(monotone=False, levels=np.arange(5.0)).fit(score, y, group)
+    assert lp.empty_[1].tolist() == [False, True, True, True, False]
+    p = lp.p_[1]
+    assert p[1] == p[0] and p[3] == p[4] and p[2] == (p[0] + p[4]) / 2
+
+
 def test_pooled_fill_uses_the_other_groups_at_that_level() -> None:
     score = np.array([0, 1, 2, 0, 1, 2, 1, 1, 2, 2, 1, 2], dtype=float)
     y = np.array([0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1])
@@ -242,6 +254,8 @@ def test_incremental_refit_equals_refitting_from_scratch(method: str) -> None:
         post.predict_proba(changed[keep], group[keep]),
         scratch.predict_proba(changed[keep], group[keep]),
     )
+    # The kept per-row vote counts follow the votes through updates and deletions.
+    assert np.array_equal(post.count_, post.votes_.sum(axis=1))
     with pytest.raises(FairnessError, match="voter 7 not in 0..4"):
         post.update_voter(7, changed[keep, 0])
     with pytest.raises(FairnessError, match=r"scores in \[0, 1\]"):
@@ -367,5 +381,10 @@ def test_refit_cost_run_checks_its_refits(tmp_path: Path) -> None:
     for single in result["single"]:
         assert single["reply_equals_requery"]
         assert 0 < single["query_seconds"] < single["forget_seconds"]
+        # The holder's own retrain, timed on the host, is part of the forget's wall time.
+        assert 0 < single["host_retrain_seconds"] < single["retrain_seconds"]
+        assert single["host_retrain_cpu_seconds"] > 0
+        assert set(single["refit_cpu_fraction_of_host_retrain"]) == {
+            "constituent", "aggregate", "votes"}
         assert single["retrain_seconds"] == pytest.approx(
             single["forget_seconds"] - single["query_seconds"])
