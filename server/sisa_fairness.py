@@ -396,7 +396,7 @@ class _Deployed:
             "refit_fraction_of_host_retrain": {
                 m: (scoring + u) / host_s for m, u in update.items()
             },
-            # The same in CPU time (host and coordinator threads), which load does not inflate.
+            # The same in CPU time (host and coordinator threads), which load inflates less.
             "host_retrain_cpu_seconds": applied["retrain_cpu_seconds"],
             "query_cpu_seconds": applied["query_cpu_seconds"],
             "refit_update_cpu_seconds": dict(self.update_cpu_seconds),

@@ -50,7 +50,7 @@ class ShardUpdate:
     shard, retraining from the checkpoint, writing checkpoints and files; for a forget that
     carried query rows, the seconds spent scoring them apart, `query_seconds`). The
     `*_cpu_seconds` are the same spans in the host thread's CPU time, which other load on
-    the machine does not inflate (both run on one thread)."""
+    the machine inflates less (both run on one thread)."""
 
     shard: int
     first_slice: int

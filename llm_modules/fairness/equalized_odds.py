@@ -307,7 +307,7 @@ def _best_common_rates(
     w_pos: float,
 ) -> tuple[float, float]:
     """The optimal common (FPR, TPR) for two groups and any map, given their upper chains
-    (`_upper_chain`). The cost falls as the TPR rises, and every FPR in [0, 1] is reachable
+    (`_upper_chains`). The cost falls as the TPR rises, and every FPR in [0, 1] is reachable
     by both groups (each zonotope holds the diagonal), so the optimum lies on the lower of
     the two upper chains, a concave piecewise-linear function of the FPR: at one of its
     breakpoints, i.e. a breakpoint of either chain or a crossing of the two. A
