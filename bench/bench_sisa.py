@@ -321,8 +321,9 @@ def refit_cost(seeds: int, shards: int, requests: int, settings: list[str],
     parts, raw = [], {}
     load = [round(v, 2) for v in os.getloadavg()]
     for setting in settings:
-        dataset, sensitive = setting.split("/")
-        setup = FairnessSetup(dataset=dataset, sensitive=sensitive, shards=shards, slices=4)
+        dataset, sensitive, learner = (setting.split("/") + ["sgd"])[:3]
+        setup = FairnessSetup(dataset=dataset, sensitive=sensitive, shards=shards, slices=4,
+                              learner=learner, epochs=5 if learner != "tiny-bert" else 2)
         runs = []
         for seed in range(seeds):
             with tempfile.TemporaryDirectory() as tmp:
@@ -332,7 +333,8 @@ def refit_cost(seeds: int, shards: int, requests: int, settings: list[str],
         shard_s = float(np.median([r["train_one_shard_seconds"] for r in runs]))
         exact = sum(r["refit_equals_scratch"] for r in runs)
         parts.append(
-            f"##### Refit cost: {setting}, S={shards}, R=4, SGD, {seeds} seeds x {requests} "
+            f"##### Refit cost: {dataset}/{sensitive}, S={shards}, R=4, {learner}, {seeds} "
+            f"seeds x {requests} "
             f"one-id forgets (refit = scratch in {exact}/{seeds} seeds)\n\n"
             + render_refit_cost(singles, shard_s)
         )
@@ -373,9 +375,10 @@ def main() -> int:
     parser.add_argument("--unlearning-shards", type=int, default=20)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--share", type=float, default=0.02)
-    parser.add_argument("--refit-cost", nargs="*", metavar="DATA/GROUP",
+    parser.add_argument("--refit-cost", nargs="*", metavar="DATA/GROUP[/LEARNER]",
                         help="only the one-id forgets and the post-processors' refit cost, "
-                        "e.g. adult/sex german/sex (--seeds x --refit-requests forgets each)")
+                        "e.g. adult/sex german/sex adult/sex/mlp (default learner sgd; --seeds x "
+                        "--refit-requests forgets each)")
     parser.add_argument("--refit-requests", type=int, default=20)
     parser.add_argument("--refit-out", type=Path, default=Path("runs/bench_sisa_refit.json"))
     parser.add_argument("--refit-record", metavar="NAME",
