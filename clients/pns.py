@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,7 @@ class PaymentNetwork(Party):
 
     # 1. setup: validate own data; train the forest (training) or score with it (test).
     def setup(self) -> Envelope:
-        from federation.data.loader import load_transactions
+        from federation.data.loader import load_transactions, release_freed_memory
         from federation.features import final_receiver
 
         tx = load_transactions(self.settings.data_root, self.settings.scenario, self.stage,
@@ -82,7 +83,7 @@ class PaymentNetwork(Party):
         if self.stage == "train":
             inputs = training_inputs(tx, receivers, self.config)
             del tx, rows, receivers  # the forests need only the features: free the frame
-            _release_freed_memory()
+            release_freed_memory()
             trained = fit_model(inputs, labels, self.config)
             self._save_model("pns_model.pkl", trained.model)
             counted, cells, classes = trained.counted, trained.cells, trained.classes
@@ -104,8 +105,10 @@ class PaymentNetwork(Party):
     def linkage(self) -> Envelope:
         banks = json.loads(str(self.envelope.public["banks_json"]))
         code_to_bank = {code: bank for bank, info in banks.items() for code in info["codes"]}
-        rows = pd.read_parquet(self.stage_dir() / "rows.parquet")
-        route = rows["final_receiver"].map(code_to_bank)
+        rows = _read_rows(self.stage_dir())
+        receiver, receivers = pd.factorize(rows["final_receiver"])
+        bank_of = np.array([code_to_bank.get(r) for r in receivers] + [None], dtype=object)
+        route = pd.Series(bank_of[receiver])  # code -1 (none) -> None
         arrays = self.load_arrays("scores")
         counted = np.zeros(len(rows), dtype=bool)
         counted[arrays["counted"]] = True
@@ -266,7 +269,7 @@ class PaymentNetwork(Party):
 
     def _predictions(self, column: str, values: np.ndarray, answered: np.ndarray
                      ) -> dict[str, Any]:
-        rows = pd.read_parquet(self.stage_dir() / "rows.parquet", columns=["MessageId"])
+        rows = _read_rows(self.stage_dir(), columns=["MessageId"])
         out = self.stage_dir() / "predictions.csv"
         pd.DataFrame({"MessageId": rows["MessageId"], column: values}).to_csv(out, index=False)
         return {"predictions": str(out), "rows": len(values),
@@ -380,9 +383,7 @@ def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int, rows: np.nd
     return forest, total / np.maximum(votes, 1)[:, None]
 
 
-def _release_freed_memory() -> None:
-    """Hand memory that Arrow's allocator keeps after a free back to the system (a freed
-    frame otherwise still counts in the process's resident size)."""
-    import pyarrow as pa
-
-    pa.default_memory_pool().release_unused()
+def _read_rows(stage_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The stage's rows.parquet, its strings kept as Arrow strings (pandas' default makes a
+    Python object of each: gigabytes at challenge scale)."""
+    return pd.read_parquet(stage_dir / "rows.parquet", columns=columns, dtype_backend="pyarrow")

@@ -262,7 +262,16 @@ def _read_csv(path: Path, header: list[str], types: dict[str, pa.DataType],
                 f"{row.actual_columns}"
             ) from None
         raise _conversion_error(path, header, str(exc)) from None
-    return table.to_pandas(types_mapper=_string_dtype)
+    frame = table.to_pandas(types_mapper=_string_dtype)
+    del table
+    release_freed_memory()  # the parser's buffers
+    return frame
+
+
+def release_freed_memory() -> None:
+    """Hand the memory that Arrow's allocator keeps after a free back to the system (freed
+    buffers otherwise still count in the process's resident size)."""
+    pa.default_memory_pool().release_unused()
 
 
 def _utf8_error(path: Path) -> DataError:
