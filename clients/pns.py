@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,13 @@ from federation.transcript import PayloadClass
 
 # Query columns in the transactions and the names the bank's status function expects.
 QUERY_COLUMNS = dict(zip(IDENTITY_COLUMNS, ACCOUNT_IDENTITY, strict=True))
+# The transaction columns the PNS uses (features, linkage, labels); the others (the
+# ordering party's name and address, the transaction reference) are not kept in memory.
+PNS_COLUMNS: tuple[str, ...] = (
+    "MessageId", "UETR", "Timestamp", "Sender", "Receiver", "OrderingAccount",
+    *IDENTITY_COLUMNS, "SettlementDate", "SettlementCurrency", "SettlementAmount",
+    "InstructedCurrency", "InstructedAmount", "Label",
+)
 
 
 class PaymentNetwork(Party):
@@ -60,41 +68,47 @@ class PaymentNetwork(Party):
 
     # 1. setup: validate own data; train the forest (training) or score with it (test).
     def setup(self) -> Envelope:
-        from federation.data.loader import load_transactions
+        from federation.data.loader import load_transactions, release_freed_memory
         from federation.features import final_receiver
 
-        tx = load_transactions(self.settings.data_root, self.settings.scenario, self.stage)
-        receivers = final_receiver(tx).to_numpy()
+        tx = load_transactions(self.settings.data_root, self.settings.scenario, self.stage,
+                               columns=PNS_COLUMNS)
+        receivers = final_receiver(tx)
+        rows = tx[["MessageId", *QUERY_COLUMNS]].copy()
+        rows["final_receiver"] = receivers
+        rows.to_parquet(self.stage_dir() / "rows.parquet", index=False)
+        labels = (tx["Label"].to_numpy(dtype=np.int8) if "Label" in tx
+                  else np.full(len(tx), -1, dtype=np.int8))
+        n_rows = len(tx)
         if self.stage == "train":
-            labels = tx["Label"].to_numpy(dtype=np.int8)
-            trained = train_model(tx, receivers, labels, self.config)
+            inputs = training_inputs(tx, receivers, self.config)
+            del tx, rows, receivers  # the forests need only the features: free the frame
+            release_freed_memory()
+            trained = fit_model(inputs, labels, self.config)
             self._save_model("pns_model.pkl", trained.model)
             counted, cells, classes = trained.counted, trained.cells, trained.classes
-            scores = np.zeros((len(tx), 2))
+            scores = np.zeros((n_rows, 2))
             scores[counted] = trained.oob_scores
         else:
             model = self._load_model("pns_model.pkl")
             scores, cells = model_scores(model, tx)
-            labels = (tx["Label"].to_numpy(dtype=np.int8) if "Label" in tx
-                      else np.full(len(tx), -1, dtype=np.int8))
-            counted, classes = np.arange(len(tx)), np.full(len(tx), -1, dtype=np.int8)
-        rows = tx[["MessageId", *QUERY_COLUMNS]].copy()
-        rows["final_receiver"] = receivers
-        rows.to_parquet(self.stage_dir() / "rows.parquet", index=False)
+            counted, classes = np.arange(n_rows), np.full(n_rows, -1, dtype=np.int8)
         self.save_arrays("scores", score=scores, cell=cells, label=labels, klass=classes,
                          counted=counted)
         if self.stage == "train":  # a fresh CKKS key pair for this training stage
             (self.stage_dir() / "ckks_public.bin").write_bytes(
                 self.backend.new_pns_key(self.stage_dir()))
-        return self.reply(SETUP, public={"n_rows": len(tx)})
+        return self.reply(SETUP, public={"n_rows": n_rows})
 
     # 2. linkage: route rows to the bank holding the beneficiary; send keyed hashes (and,
     # at training, the encrypted groups of the counted rows).
     def linkage(self) -> Envelope:
         banks = json.loads(str(self.envelope.public["banks_json"]))
         code_to_bank = {code: bank for bank, info in banks.items() for code in info["codes"]}
-        rows = pd.read_parquet(self.stage_dir() / "rows.parquet")
-        route = rows["final_receiver"].map(code_to_bank)
+        rows = _read_rows(self.stage_dir())
+        receiver, receivers = pd.factorize(rows["final_receiver"])
+        bank_of = np.array([code_to_bank.get(r) for r in receivers] + [None], dtype=object)
+        route = pd.Series(bank_of[receiver])  # code -1 (none) -> None
         arrays = self.load_arrays("scores")
         counted = np.zeros(len(rows), dtype=bool)
         counted[arrays["counted"]] = True
@@ -255,7 +269,7 @@ class PaymentNetwork(Party):
 
     def _predictions(self, column: str, values: np.ndarray, answered: np.ndarray
                      ) -> dict[str, Any]:
-        rows = pd.read_parquet(self.stage_dir() / "rows.parquet", columns=["MessageId"])
+        rows = _read_rows(self.stage_dir(), columns=["MessageId"])
         out = self.stage_dir() / "predictions.csv"
         pd.DataFrame({"MessageId": rows["MessageId"], column: values}).to_csv(out, index=False)
         return {"predictions": str(out), "rows": len(values),
@@ -286,20 +300,42 @@ class Trained:
     classes: np.ndarray
 
 
-def train_model(tx: pd.DataFrame, receivers: np.ndarray, labels: np.ndarray,
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What the PNS's training needs from its transactions: the fitted featurizer, the
+    training rows' features (float32) and the rows that enter the joint counts."""
+
+    featurizer: Any
+    features: np.ndarray
+    counted: np.ndarray
+
+
+def train_model(tx: pd.DataFrame, receivers: Any, labels: np.ndarray,
                 config: ProtocolConfig) -> Trained:
-    """The PNS's own training: features; a forest on the labels, whose out-of-bag votes
-    sort the anomalies into explained and unexplained; the forest on those classes (the
-    one kept), its calibration, and the cells."""
+    """The PNS's own training (`training_inputs`, then `fit_model`)."""
+    return fit_model(training_inputs(tx, receivers, config), labels, config)
+
+
+def training_inputs(tx: pd.DataFrame, receivers: Any, config: ProtocolConfig
+                    ) -> TrainingInputs:
+    """Features of the training rows, and at most `max_rows_per_account` random rows per
+    beneficiary account to count (this bounds the DP sensitivity)."""
     from federation.features import PNSFeaturizer
 
     featurizer = PNSFeaturizer()
     # Leave-one-out history features on training rows, as at test time.
     features = featurizer.fit_transform(tx)
-    # Bound one account's influence on the counts (the DP sensitivity).
     accounts = beneficiary_keys(receivers, tx["BeneficiaryAccount"])
     counted = capped_rows(np.arange(len(tx)), accounts, config.max_rows_per_account,
                           np.random.default_rng(config.seed))
+    return TrainingInputs(featurizer, features, counted)
+
+
+def fit_model(inputs: TrainingInputs, labels: np.ndarray, config: ProtocolConfig) -> Trained:
+    """A forest on the labels, whose out-of-bag votes sort the anomalies into explained and
+    unexplained; the forest on those classes (the one kept), its calibration, and the
+    cells."""
+    features, counted = inputs.features, inputs.counted
     anomalies = np.flatnonzero(labels == 1)
     # Only the votes are kept: the first forest is freed before the second is grown.
     votes = _fit_forest(features, labels, config.seed, anomalies, n_classes=2)[1]
@@ -308,7 +344,7 @@ def train_model(tx: pd.DataFrame, receivers: np.ndarray, labels: np.ndarray,
     forest, votes = _fit_forest(features, classes, config.seed, counted, N_CLASSES)
     calibration = ForestCalibration(votes, classes[counted])
     cells = StatusCells(features[counted], classes[counted], config.cell_depth, config.seed)
-    model = {"featurizer": featurizer, "forest": forest, "calibration": calibration,
+    model = {"featurizer": inputs.featurizer, "forest": forest, "calibration": calibration,
              "cells": cells}
     return Trained(model, counted, calibration(votes), cells(features), classes)
 
@@ -345,3 +381,9 @@ def _fit_forest(features: np.ndarray, labels: np.ndarray, seed: int, rows: np.nd
         total[np.ix_(hit, forest.classes_)] += tree.predict_proba(features[rows[hit]])
         votes[hit] += 1
     return forest, total / np.maximum(votes, 1)[:, None]
+
+
+def _read_rows(stage_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """The stage's rows.parquet, its strings kept as Arrow strings (pandas' default makes a
+    Python object of each: gigabytes at challenge scale)."""
+    return pd.read_parquet(stage_dir / "rows.parquet", columns=columns, dtype_backend="pyarrow")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from federation.config import REPORTED_STATUSES, STATUS_NAMES  # noqa: F401  (re-exported)
 
@@ -45,40 +47,65 @@ FEATURE_NAMES: tuple[str, ...] = (
     "leg_index",
 )
 _SHRINK = 2.0  # pseudo-observations pulling thin account histories to the global value
+# Rows featurized at a time (bounds the float64 intermediates: about 130 bytes a row).
+CHUNK_ROWS = 250_000
 
 
 def final_receiver(tx: pd.DataFrame) -> pd.Series:
     """Per row, the bank holding the beneficiary account: Receiver of its UETR's latest leg."""
-    return pd.Series(_leg_structure(tx)[3], index=tx.index, name="FinalReceiver")
+    last = _leg_structure(tx).last
+    return pd.Series(tx["Receiver"].array.take(last), index=tx.index, name="FinalReceiver")
 
 
-def _leg_structure(tx: pd.DataFrame) -> tuple[np.ndarray, ...]:
-    """Per row: legs of its UETR, its position among them, first sender, final receiver."""
+@dataclass(frozen=True)
+class _Legs:
+    """Per row: legs of its UETR, its position among them, and the rows of its first and
+    latest legs."""
+
+    legs: np.ndarray
+    index: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+
+
+def _leg_structure(tx: pd.DataFrame) -> _Legs:
     codes, uniques = pd.factorize(tx["UETR"])
     ts = tx["Timestamp"].to_numpy().astype("datetime64[s]").astype(np.int64)
     span = int(ts.max() - ts.min()) + 1
     order = np.argsort(codes.astype(np.int64) * span + (ts - ts.min()), kind="stable")
+    del ts
     sorted_codes = codes[order]
     starts = np.r_[0, np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1]
     counts = np.diff(np.r_[starts, len(order)])
-    index = np.empty(len(order), dtype=np.int64)
+    index = np.empty(len(order), dtype=np.int32)
     index[order] = np.arange(len(order)) - np.repeat(starts, counts)
-    first = order[starts]
-    last = order[starts + counts - 1]
     group = np.empty(len(uniques), dtype=np.int64)
     group[sorted_codes[starts]] = np.arange(len(starts))
     g = group[codes]
-    return counts[g], index, tx["Sender"].to_numpy()[first[g]], tx["Receiver"].to_numpy()[last[g]]
+    return _Legs(counts[g].astype(np.int32), index, order[starts][g], order[starts + counts - 1][g])
+
+
+def _strings(values: pd.Series | np.ndarray) -> pa.ChunkedArray:
+    """A string column as Arrow strings: no copy, and no Python object per row, when the
+    column is Arrow-backed (as the loader's are)."""
+    arr = pa.array(values)
+    if isinstance(arr, pa.Array):
+        arr = pa.chunked_array([arr])
+    return arr.cast(pa.large_string())
 
 
 class _Vocabulary:
     """Integer codes of string values seen in training (-1 for unseen)."""
 
-    def __init__(self, values: np.ndarray) -> None:
-        self.index = pd.Index(pd.unique(values))
+    def __init__(self, values: pa.ChunkedArray) -> None:
+        self.values = pc.unique(values)
 
-    def codes(self, values: np.ndarray) -> np.ndarray:
-        return self.index.get_indexer(values)
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def codes(self, values: pa.ChunkedArray) -> np.ndarray:
+        found = pc.index_in(values, value_set=self.values).fill_null(-1)
+        return found.to_numpy().astype(np.int32, copy=False)
 
 
 def _pair_keys(a: np.ndarray, b: np.ndarray, size_b: int) -> np.ndarray:
@@ -108,45 +135,73 @@ class PNSFeaturizer:
     `fit(train)` learns counts and per-account amount statistics from training rows only;
     `transform(tx)` applies them. For the training rows themselves use `fit_transform`,
     which leaves each row out of its own statistics so that train and test features have
-    the same distribution.
+    the same distribution. Rows are featurized `chunk_rows` at a time into the float32
+    result, so the float64 intermediates stay bounded whatever the number of rows (the
+    result does not depend on the chunk size).
     """
 
     feature_names: tuple[str, ...] = FEATURE_NAMES
 
+    def __init__(self, chunk_rows: int = CHUNK_ROWS) -> None:
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows {chunk_rows}: expected an integer >= 1")
+        self.chunk_rows = chunk_rows
+
     def fit(self, train_tx: pd.DataFrame) -> PNSFeaturizer:
-        c = _columns(train_tx)
-        self._vocab = {k: _Vocabulary(c[k]) for k in ("ord", "ben", "bank")}
-        codes = self._codes(c)
-        self._median = pd.Series(c["log_amount"]).groupby(c["currency"]).median().to_dict()
-        norm = c["log_amount"] - pd.Series(c["currency"]).map(self._median).to_numpy()
-        n_ord = len(self._vocab["ord"].index)
-        self._n = np.bincount(codes["ord"], minlength=n_ord).astype(float)
-        self._sum = np.bincount(codes["ord"], weights=norm, minlength=n_ord)
-        self._sumsq = np.bincount(codes["ord"], weights=norm**2, minlength=n_ord)
-        self._fx = np.bincount(codes["ord"], weights=c["mismatch"], minlength=n_ord)
-        self._global = (norm.mean(), norm.var() + 1e-6, c["mismatch"].mean())
-        self._tables = {k: _CountTable.fit(v) for k, v in self._keys(codes).items()}
+        self._fit(train_tx, _leg_structure(train_tx))
         return self
 
     def fit_transform(self, train_tx: pd.DataFrame) -> np.ndarray:
-        return self.fit(train_tx)._transform(train_tx, leave_one_out=True)
+        legs = _leg_structure(train_tx)
+        codes = self._fit(train_tx, legs)
+        return self._transform(train_tx, legs, codes, leave_one_out=True)
 
     def transform(self, tx: pd.DataFrame) -> np.ndarray:
-        return self._transform(tx, leave_one_out=False)
+        legs = _leg_structure(tx)
+        return self._transform(tx, legs, self._codes(tx, legs), leave_one_out=False)
 
-    def _codes(self, c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _fit(self, tx: pd.DataFrame, legs: _Legs) -> dict[str, np.ndarray]:
+        """Learn the vocabularies, counts and account statistics; the training rows' codes."""
+        banks = _strings(tx["Sender"])
+        banks = pa.chunked_array(banks.chunks + _strings(tx["Receiver"]).chunks)
+        self._vocab = {"ord": _Vocabulary(_strings(tx["OrderingAccount"])),
+                       "ben": _Vocabulary(_strings(tx["BeneficiaryAccount"])),
+                       "bank": _Vocabulary(banks),
+                       "currency": _Vocabulary(_strings(tx["SettlementCurrency"]))}
+        del banks
+        codes = self._codes(tx, legs)
+        log_amount = np.log1p(tx["SettlementAmount"].to_numpy(dtype=float))
+        mismatch = _mismatch(tx)
+        currency = codes["currency"]
+        self._median = (pd.Series(log_amount).groupby(currency).median()
+                        .reindex(range(len(self._vocab["currency"]))).to_numpy())
+        norm = log_amount - self._median[currency]
+        del log_amount
+        n_ord = len(self._vocab["ord"])
+        self._n = np.bincount(codes["ord"], minlength=n_ord).astype(float)
+        self._sum = np.bincount(codes["ord"], weights=norm, minlength=n_ord)
+        self._sumsq = np.bincount(codes["ord"], weights=norm**2, minlength=n_ord)
+        self._fx = np.bincount(codes["ord"], weights=mismatch, minlength=n_ord)
+        self._global = (norm.mean(), norm.var() + 1e-6, mismatch.mean())
+        self._tables = {k: _CountTable.fit(v) for k, v in self._keys(codes).items()}
+        return codes
+
+    def _codes(self, tx: pd.DataFrame, legs: _Legs) -> dict[str, np.ndarray]:
         v = self._vocab
+        sender = v["bank"].codes(_strings(tx["Sender"]))
+        receiver = v["bank"].codes(_strings(tx["Receiver"]))
         return {
-            "ord": v["ord"].codes(c["ord"]),
-            "ben": v["ben"].codes(c["ben"]),
-            "sender": v["bank"].codes(c["sender"]),
-            "receiver": v["bank"].codes(c["receiver"]),
-            "first": v["bank"].codes(c["first"]),
-            "final": v["bank"].codes(c["final"]),
+            "ord": v["ord"].codes(_strings(tx["OrderingAccount"])),
+            "ben": v["ben"].codes(_strings(tx["BeneficiaryAccount"])),
+            "currency": v["currency"].codes(_strings(tx["SettlementCurrency"])),
+            "sender": sender,
+            "receiver": receiver,
+            "first": sender[legs.first],
+            "final": receiver[legs.last],
         }
 
     def _keys(self, codes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n_ben, n_bank = len(self._vocab["ben"].index), len(self._vocab["bank"].index)
+        n_ben, n_bank = len(self._vocab["ben"]), len(self._vocab["bank"])
         return {
             "ord": codes["ord"].astype(np.int64),
             "ben": codes["ben"].astype(np.int64),
@@ -156,30 +211,44 @@ class PNSFeaturizer:
             "receiver": codes["final"].astype(np.int64),
         }
 
-    def _transform(self, tx: pd.DataFrame, leave_one_out: bool) -> np.ndarray:
-        c = _columns(tx)
-        codes = self._codes(c)
+    def _transform(self, tx: pd.DataFrame, legs: _Legs, codes: dict[str, np.ndarray],
+                   leave_one_out: bool) -> np.ndarray:
+        out = np.empty((len(tx), len(FEATURE_NAMES)), dtype=np.float32)
+        for start in range(0, len(tx), self.chunk_rows):
+            part = slice(start, start + self.chunk_rows)
+            out[part] = self._transform_rows(
+                tx.iloc[part], legs.legs[part], legs.index[part],
+                {k: v[part] for k, v in codes.items()}, leave_one_out)
+        return out
+
+    def _transform_rows(self, tx: pd.DataFrame, legs: np.ndarray, leg_index: np.ndarray,
+                        codes: dict[str, np.ndarray], leave_one_out: bool) -> np.ndarray:
         self_count = 1.0 if leave_one_out else 0.0
         counts = {
             k: np.maximum(t.lookup(v) - self_count, 0)
             for k, v in self._keys(codes).items()
             for t in [self._tables[k]]
         }
-        median = pd.Series(c["currency"]).map(self._median).fillna(self._global[0]).to_numpy()
-        norm = c["log_amount"] - median
-        z, fx_rate = self._account_stats(codes["ord"], norm, c["mismatch"], leave_one_out)
+        currency = codes["currency"]
+        median = np.where(currency >= 0, self._median[np.maximum(currency, 0)], np.nan)
+        median = np.where(np.isnan(median), self._global[0], median)
+        settle_amount = tx["SettlementAmount"].to_numpy(dtype=float)
+        norm = np.log1p(settle_amount) - median
+        mismatch = _mismatch(tx)
+        z, fx_rate = self._account_stats(codes["ord"], norm, mismatch, leave_one_out)
+        day = tx["Timestamp"].to_numpy().astype("datetime64[s]").astype("datetime64[D]")
         columns = [
-            c["interim_days"],
-            c["weekday"],
-            c["mismatch"],
-            c["fx_ratio"],
+            (_settlement_day(tx) - day).astype(np.int64).astype(float),
+            ((day.astype(np.int64) + 3) % 7).astype(float),  # Monday = 0
+            mismatch,
+            np.log1p(tx["InstructedAmount"].to_numpy(dtype=float)) - np.log1p(settle_amount),
             norm,
             z,
             fx_rate,
             *(np.log1p(counts[k]) for k in ("ord", "ben", "pair", "corridor", "leg_pair")),
             np.log1p(counts["receiver"]),
-            c["legs"],
-            c["leg_index"],
+            legs.astype(float),
+            leg_index.astype(float),
         ]
         return np.column_stack(columns).astype(np.float32)
 
@@ -204,41 +273,20 @@ class PNSFeaturizer:
         return z, (fx + _SHRINK * g_fx) / (n + _SHRINK)
 
 
-def _columns(tx: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Raw per-row values that the features are built from."""
-    legs, leg_index, first, final = _leg_structure(tx)
-    ts = tx["Timestamp"].to_numpy().astype("datetime64[s]")
-    day = ts.astype("datetime64[D]")
+def _mismatch(tx: pd.DataFrame) -> np.ndarray:
+    """1.0 where the settlement and instructed currencies differ."""
+    return (tx["SettlementCurrency"] != tx["InstructedCurrency"]).to_numpy(dtype=float)
+
+
+def _settlement_day(tx: pd.DataFrame) -> np.ndarray:
     sd = tx["SettlementDate"].to_numpy().astype(np.int64)
-    settle = (
+    return (
         pd.to_datetime(
             pd.DataFrame({"year": 2000 + sd // 10000, "month": sd // 100 % 100, "day": sd % 100})
         )
         .to_numpy()
         .astype("datetime64[D]")
     )
-    settle_amount = tx["SettlementAmount"].to_numpy(dtype=float)
-    instructed = tx["InstructedAmount"].to_numpy(dtype=float)
-    mismatch = (tx["SettlementCurrency"] != tx["InstructedCurrency"]).to_numpy(dtype=float)
-    return {
-        "interim_days": (settle - day).astype(np.int64).astype(float),
-        "weekday": ((day.astype(np.int64) + 3) % 7).astype(float),  # Monday = 0
-        "mismatch": mismatch,
-        "fx_ratio": np.log1p(instructed) - np.log1p(settle_amount),
-        "log_amount": np.log1p(settle_amount),
-        "currency": tx["SettlementCurrency"].to_numpy(dtype=object),
-        "ord": tx["OrderingAccount"].to_numpy(dtype=object),
-        "ben": tx["BeneficiaryAccount"].to_numpy(dtype=object),
-        "bank": np.concatenate(
-            [tx["Sender"].to_numpy(dtype=object), tx["Receiver"].to_numpy(dtype=object)]
-        ),
-        "sender": tx["Sender"].to_numpy(dtype=object),
-        "receiver": tx["Receiver"].to_numpy(dtype=object),
-        "first": first,
-        "final": final,
-        "legs": legs.astype(float),
-        "leg_index": leg_index.astype(float),
-    }
 
 
 def beneficiary_status(accounts: pd.DataFrame, queries: pd.DataFrame) -> np.ndarray:

@@ -107,9 +107,11 @@ class ForestCalibration:
 
 
 def beneficiary_keys(final_receivers: Any, accounts: Any) -> np.ndarray:
-    """One key per beneficiary account: the bank holding it and the account number."""
-    return (np.asarray(final_receivers, dtype=object).astype(str) + "|"
-            + np.asarray(accounts, dtype=object).astype(str))
+    """One integer key per beneficiary account (the bank holding it and the account
+    number), equal exactly where both are."""
+    bank, _ = pd.factorize(final_receivers)
+    account, uniques = pd.factorize(accounts)
+    return bank.astype(np.int64) * (len(uniques) + 1) + account
 
 
 def capped_rows(

@@ -92,6 +92,22 @@ def test_wrong_amount_type(data: Path) -> None:
     assert "line 8" in msg and "InstructedAmount" in msg and "'12,5x'" in msg and "double" in msg
 
 
+def test_a_column_subset_is_read_and_checked(data: Path) -> None:
+    kept = ["MessageId", "InstructedAmount", "Label"]
+    tx = loader.load_transactions(data, "scenario01", "train", columns=kept)
+    assert list(tx.columns) == kept and len(tx) == 4000
+    _rewrite(_swift(data), lambda df: df.loc.__setitem__((6, "InstructedAmount"), "12,5x"))
+    # A column not kept is not converted.
+    assert len(loader.load_transactions(data, "scenario01", "train", ["Sender", "Label"])) == 4000
+    msg = _error(loader.load_transactions, data, "scenario01", "train", kept)
+    assert "line 8" in msg and "InstructedAmount" in msg and "'12,5x'" in msg
+
+
+def test_a_column_subset_names_an_unknown_column(data: Path) -> None:
+    msg = _error(loader.load_transactions, data, "scenario01", "train", ["Label", "Nope"])
+    assert "no transaction column Nope" in msg
+
+
 def test_bad_timestamp(data: Path) -> None:
     _rewrite(_swift(data), lambda df: df.loc.__setitem__((10, "Timestamp"), "2022/01/05 10:00"))
     msg = _error(loader.load_transactions, data, "scenario01", "train")

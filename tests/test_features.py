@@ -143,3 +143,39 @@ def test_status_in_the_clear_routes_to_final_receiver() -> None:
     assert list(beneficiary_queries(tx).columns) == ["Account", "Name", "Street", "CountryCityZip"]
     onehot = status_onehot(status)
     assert onehot.shape == (4, len(STATUS_NAMES)) and onehot.sum(axis=1).tolist() == [1] * 4
+
+
+@pytest.fixture(scope="module")
+def tiny_stages(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from federation.data.generate import generate
+    from federation.data.loader import load_transactions
+
+    root = generate(tmp_path_factory.mktemp("features") / "data", "tiny", seed=3)
+    return (load_transactions(root, "scenario01", "train"),
+            load_transactions(root, "scenario01", "test"))
+
+
+def test_features_do_not_depend_on_the_chunk_size(tiny_stages) -> None:
+    train, test = tiny_stages
+    whole = PNSFeaturizer(chunk_rows=len(train))
+    chunked = PNSFeaturizer(chunk_rows=7)  # chunks that split UETRs and accounts
+    assert np.array_equal(chunked.fit_transform(train), whole.fit_transform(train))
+    assert np.array_equal(chunked.transform(test), whole.transform(test))
+    assert np.isfinite(whole.transform(test)).all()
+
+
+def test_features_same_for_arrow_and_object_columns(tiny_stages) -> None:
+    train, test = tiny_stages
+    assert train["OrderingAccount"].dtype == pd.StringDtype("pyarrow")  # the loader's
+    def objects(tx: pd.DataFrame) -> pd.DataFrame:
+        return tx.astype({c: object for c in tx.columns if tx[c].dtype == "string"})
+
+    plain = PNSFeaturizer().fit(objects(train))
+    assert np.array_equal(plain.transform(objects(test)),
+                          PNSFeaturizer().fit(train).transform(test))
+    assert final_receiver(objects(train)).tolist() == final_receiver(train).tolist()
+
+
+def test_chunk_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="chunk_rows 0"):
+        PNSFeaturizer(chunk_rows=0)

@@ -4,6 +4,7 @@ checks, the status-aware table and the run configuration."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from federation import wire
@@ -19,6 +20,7 @@ from federation.status_model import (
     StatusCells,
     StatusTable,
     anomaly_classes,
+    beneficiary_keys,
     capped_rows,
     combined_scores,
 )
@@ -157,6 +159,15 @@ def test_capped_rows_keeps_at_most_cap_rows_per_account():
     accounts = np.array(list("aaaaabbbcd"))
     kept = capped_rows(rows, accounts, 2, np.random.default_rng(1))
     assert sorted(np.unique(accounts[kept], return_counts=True)[1]) == [1, 1, 2, 2]
+
+
+def test_beneficiary_keys_equal_exactly_where_bank_and_account_are():
+    banks = pd.Series(["B1", "B1", "B2", "B1", "B2"], dtype=pd.StringDtype("pyarrow"))
+    accounts = np.array(["a", "b", "a", "a", "a"], dtype=object)
+    keys = beneficiary_keys(banks, accounts)
+    assert keys.dtype == np.int64
+    assert [[int(keys[i] == keys[j]) for j in range(5)] for i in range(5)] == [
+        [1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 1], [1, 0, 0, 1, 0], [0, 0, 1, 0, 1]]
 
 
 def test_status_table_recovers_rates_from_exact_counts():

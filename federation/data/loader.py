@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +79,13 @@ def partitions(
     return {cid: _entry_files(path, cid, entry) for cid, entry in entries.items()}
 
 
-def load_transactions(root: str | Path, scenario: str, stage: str) -> pd.DataFrame:
-    """The payment network's (`swift`) validated transactions of one scenario and stage."""
+def load_transactions(root: str | Path, scenario: str, stage: str,
+                      columns: Collection[str] | None = None) -> pd.DataFrame:
+    """The payment network's (`swift`) validated transactions of one scenario and stage
+    (only `columns`, when given: the other columns are parsed but not kept)."""
     files = partitions(root, scenario, stage, schema.PNS_CLIENT_ID)[schema.PNS_CLIENT_ID]
-    return _concat([read_transactions(f, require_label=stage == "train") for f in files])
+    return _concat([read_transactions(f, require_label=stage == "train", columns=columns)
+                    for f in files])
 
 
 def load_bank_client(root: str | Path, scenario: str, stage: str, cid: str) -> pd.DataFrame:
@@ -111,24 +115,39 @@ def load_centralized(root: str | Path, stage: str) -> tuple[pd.DataFrame, pd.Dat
     return tx, accounts
 
 
-def read_transactions(path: str | Path, *, require_label: bool = True) -> pd.DataFrame:
-    """One transactions CSV, validated (columns, types, dates, unique MessageId, labels)."""
+def read_transactions(path: str | Path, *, require_label: bool = True,
+                      columns: Collection[str] | None = None) -> pd.DataFrame:
+    """One transactions CSV, validated (columns, types, dates, unique MessageId, labels).
+
+    With `columns`, only those are converted, checked and returned (in file order); every
+    line is still parsed, so a ragged line is an error whatever the columns.
+    """
     path = Path(path)
     optional = set() if require_label else set(schema.OPTIONAL_TRANSACTION_COLUMNS)
     header = _check_header(path, schema.TRANSACTION_COLUMNS, optional)
-    types = {c: pa.string() for c in header}
-    types.update({c: _ARROW_TYPES[t] for c, t in schema.NUMERIC_COLUMNS.items() if c in header})
-    types["Timestamp"] = pa.timestamp("s")
-    df = _read_csv(path, header, types)
-    _check_non_null(df, path, schema.REQUIRED_NON_NULL)
-    _check_settlement_dates(df["SettlementDate"].to_numpy(), path)
+    if columns is not None:
+        unknown = sorted(set(columns) - set(schema.TRANSACTION_COLUMNS))
+        if unknown:
+            raise DataError(f"{path}: no transaction column {', '.join(unknown)} (expected "
+                            f"some of {', '.join(schema.TRANSACTION_COLUMNS)})")
+    kept = [c for c in header if columns is None or c in columns]
+    types = {c: pa.string() for c in kept}
+    types.update({c: _ARROW_TYPES[t] for c, t in schema.NUMERIC_COLUMNS.items() if c in kept})
+    if "Timestamp" in kept:
+        types["Timestamp"] = pa.timestamp("s")
+    df = _read_csv(path, header, types, kept)
+    _check_non_null(df, path, tuple(c for c in schema.REQUIRED_NON_NULL if c in df))
+    if "SettlementDate" in df:
+        _check_settlement_dates(df["SettlementDate"].to_numpy(), path)
     for col in ("SettlementAmount", "InstructedAmount"):
-        bad = ~np.isfinite(df[col].to_numpy()) | (df[col].to_numpy() < 0)
-        _raise_first(bad, path, col, "a finite amount >= 0", df[col])
+        if col in df:
+            bad = ~np.isfinite(df[col].to_numpy()) | (df[col].to_numpy() < 0)
+            _raise_first(bad, path, col, "a finite amount >= 0", df[col])
     if "Label" in df:
         _raise_first(~df["Label"].isin([0, 1]).to_numpy(), path, "Label", "0 or 1", df["Label"])
-    dup = df["MessageId"].duplicated().to_numpy()
-    _raise_first(dup, path, "MessageId", "a unique MessageId", df["MessageId"])
+    if "MessageId" in df:
+        dup = df["MessageId"].duplicated().to_numpy()
+        _raise_first(dup, path, "MessageId", "a unique MessageId", df["MessageId"])
     return df
 
 
@@ -215,7 +234,8 @@ def _check_header(path: Path, expected: tuple[str, ...], optional: set[str]) -> 
     return header
 
 
-def _read_csv(path: Path, header: list[str], types: dict[str, pa.DataType]) -> pd.DataFrame:
+def _read_csv(path: Path, header: list[str], types: dict[str, pa.DataType],
+              columns: list[str] | None = None) -> pd.DataFrame:
     bad_rows: list[Any] = []
 
     def on_invalid_row(row: Any) -> str:
@@ -224,6 +244,7 @@ def _read_csv(path: Path, header: list[str], types: dict[str, pa.DataType]) -> p
 
     convert = pacsv.ConvertOptions(
         column_types=types,
+        include_columns=columns or [],
         timestamp_parsers=[schema.TIMESTAMP_FORMAT],
         strings_can_be_null=False,
     )
@@ -241,7 +262,16 @@ def _read_csv(path: Path, header: list[str], types: dict[str, pa.DataType]) -> p
                 f"{row.actual_columns}"
             ) from None
         raise _conversion_error(path, header, str(exc)) from None
-    return table.to_pandas(types_mapper=_string_dtype)
+    frame = table.to_pandas(types_mapper=_string_dtype)
+    del table
+    release_freed_memory()  # the parser's buffers
+    return frame
+
+
+def release_freed_memory() -> None:
+    """Hand the memory that Arrow's allocator keeps after a free back to the system (freed
+    buffers otherwise still count in the process's resident size)."""
+    pa.default_memory_pool().release_unused()
 
 
 def _utf8_error(path: Path) -> DataError:
@@ -306,7 +336,7 @@ def _check_non_null(df: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> N
         empty = df[col].isna().to_numpy()
         if df[col].dtype == pd.StringDtype("pyarrow"):
             empty |= (df[col] == "").to_numpy()
-        _raise_first(empty, path, col, "a value", df[col].astype(object))
+        _raise_first(empty, path, col, "a value", df[col])
 
 
 def _check_settlement_dates(values: np.ndarray, path: Path) -> None:
