@@ -135,12 +135,12 @@ def protocol_auprc(x: dict[str, Any], config: ProtocolConfig, train_eps: float |
                     reported_status(x["status"][rows], config.status_detail), k, status_eps, key)
     exact = np.zeros((config.n_cells, N_CLASSES, k))
     np.add.at(exact, (x["cell"][rows], x["klass"][rows], train), 1.0)
-    noisy = exact[:, :, 1:].copy()
+    noisy, variance = exact[:, :, 1:].copy(), 0.0
     if train_eps is not None:
         variance = training_noise(dataclasses.replace(config, epsilon=train_eps)).variance
         noisy += skellam_noise(noisy.shape, variance)
     table = StatusTable.from_noisy_counts(noisy, x["cell"][rows], x["klass"][rows],
-                                          np.arange(len(rows)))
+                                          np.arange(len(rows)), variance)
     test = answers(x["test_question"], reported_status(x["test_status"], config.status_detail),
                    k, status_eps, key)
     evidence = table.status_evidence(x["test_score"], x["test_cell"])

@@ -169,7 +169,7 @@ class PaymentNetwork(Party):
         table = StatusTable.from_noisy_counts(
             noisy.reshape(self.config.n_cells, N_CLASSES, n_columns),
             arrays["cell"][counted], arrays["klass"][counted],
-            position[np.concatenate(answered)])
+            position[np.concatenate(answered)], noise_variance=float(noise["variance"]))
         self.save_json("status_table.json", table.to_json())
         accountant = PrivacyAccountant(ledger=self.ledger)
         accountant.record(Release(

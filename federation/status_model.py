@@ -29,11 +29,18 @@ NORMAL, EXPLAINED, UNEXPLAINED = 0, 1, 2
 N_CLASSES = 3
 # Smallest cell of the status-aware table, as a share of the counted rows.
 MIN_CELL_SHARE = 0.01
-# Pseudo-rows pulling a cell's status distribution of normal rows towards that of all
-# cells: normal rows are rarely "not ok" (about 0.1 %), so per cell that count is a few
-# dozen and the DP noise would move it; nothing about a normal row's status is expected to
-# depend on the cell. Anomaly classes get one pseudo-row spread evenly over the statuses.
-NORMAL_POOL_WEIGHT = 1e4
+# The normal rows' status rate of a cell is shrunk towards that of all cells (empirical
+# Bayes): normal rows are rarely "not ok" (0.05-0.5 %), so a small cell holds a handful of
+# them and the DP noise can swamp that count, while a cell of tens of thousands of rows
+# measures its own rate well. Where the status explains anomalies only for some payments (an
+# amount band, some receiving banks), ordinary non-ok statuses (stale records, flagged but
+# legitimate receivers) are several times rarer there than elsewhere, and a rate pooled
+# over the cells would mute the status's evidence exactly where it matters. The spread of
+# the cells' rates is estimated from the counts (method of moments, binomial and DP noise
+# removed), at least MIN_RATE_SPREAD times the pooled rate: the estimate alone is often 0
+# with four cells and the DP noise. Anomaly classes get one pseudo-row spread evenly over
+# the statuses.
+MIN_RATE_SPREAD = 0.2
 # Bound on the released status evidence (log-odds units): keeps each masked row value below
 # 2^13 in fixed point, so the mask hides it to 2^-30 (docs/security.md).
 EVIDENCE_BOUND = 16.0
@@ -130,6 +137,8 @@ class StatusTable:
 
     counts: np.ndarray
     class_rates: np.ndarray
+    # Variance of the DP noise on each released count (0: exact counts).
+    noise_variance: float = 0.0
 
     def table(self) -> np.ndarray:
         """P[cell, class, status], the distribution of the status as the banks report it
@@ -141,8 +150,9 @@ class StatusTable:
         table = (counts + 1.0 / k) / (total + 1.0)
         normal = counts[:, NORMAL, :]
         pooled = (normal.sum(axis=0) + 1.0 / k) / (normal.sum() + 1.0)
-        table[:, NORMAL, :] = ((normal + NORMAL_POOL_WEIGHT * pooled)
-                               / (total[:, NORMAL, :] + NORMAL_POOL_WEIGHT))
+        own = (normal + pooled) / (total[:, NORMAL, :] + 1.0)
+        weight = _pooling_weights(normal, self.noise_variance)[:, None]
+        table[:, NORMAL, :] = weight * pooled + (1.0 - weight) * own
         return table
 
     @classmethod
@@ -152,8 +162,10 @@ class StatusTable:
         cells: np.ndarray,
         classes: np.ndarray,
         counted_rows: np.ndarray,
+        noise_variance: float = 0.0,
     ) -> StatusTable:
-        """noisy: (n_cells, 3, n_status - 1) DP-noised counts of the non-ok statuses.
+        """noisy: (n_cells, 3, n_status - 1) DP-noised counts of the non-ok statuses, each
+        with noise of variance `noise_variance`.
 
         The "ok" count is the PNS's exact row count of the (cell, class) minus the noisy
         others; the class rates are over all the PNS's rows.
@@ -166,7 +178,8 @@ class StatusTable:
         all_rows = np.zeros((n_cells, N_CLASSES))
         np.add.at(all_rows, (cells, classes), 1.0)
         rates = (all_rows + 1e-3) / (all_rows.sum(axis=1, keepdims=True) + 1.0)
-        return cls(counts=np.concatenate([ok[:, :, None], non_ok], axis=2), class_rates=rates)
+        return cls(counts=np.concatenate([ok[:, :, None], non_ok], axis=2), class_rates=rates,
+                   noise_variance=float(noise_variance))
 
     def class_probabilities(self, scores: np.ndarray, cells: np.ndarray) -> np.ndarray:
         """(rows, 3) P(class | x): the calibrated forest scores shrunk towards the cell's
@@ -191,12 +204,33 @@ class StatusTable:
         return np.clip(evidence, -EVIDENCE_BOUND, EVIDENCE_BOUND)
 
     def to_json(self) -> dict[str, Any]:
-        return {"counts": self.counts.tolist(), "class_rates": self.class_rates.tolist()}
+        return {"counts": self.counts.tolist(), "class_rates": self.class_rates.tolist(),
+                "noise_variance": self.noise_variance}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StatusTable:
         return cls(counts=np.asarray(data["counts"]),
-                   class_rates=np.asarray(data["class_rates"]))
+                   class_rates=np.asarray(data["class_rates"]),
+                   noise_variance=float(data.get("noise_variance", 0.0)))
+
+
+def _pooling_weights(normal: np.ndarray, noise_variance: float) -> np.ndarray:
+    """Per cell, the weight of the pooled status rate of normal rows against the cell's own:
+    v / (v + spread^2), v the variance of the cell's measured not-ok rate (binomial plus the
+    DP noise of its non-ok counts), spread^2 the cells' true variance around the pooled
+    rate. normal: (n_cells, n_status) counts of the normal rows."""
+    rows = normal.sum(axis=1)
+    seen = rows > 0
+    safe = np.where(seen, rows, 1.0)
+    rate = normal[:, 1:].sum(axis=1) / safe
+    pooled = normal[:, 1:].sum() / max(rows.sum(), 1.0)
+    variance = (pooled * (1.0 - pooled) / safe
+                + noise_variance * (normal.shape[1] - 1) / safe**2)
+    spread = np.sum(rows * ((rate - pooled) ** 2 - variance)) / max(rows.sum(), 1.0)
+    spread = max(spread, (MIN_RATE_SPREAD * pooled) ** 2)
+    if spread == 0.0:  # no non-ok normal row anywhere: the cells' rates are the pooled one
+        return np.ones(len(rows))
+    return np.where(seen, variance / (variance + spread), 1.0)
 
 
 def _anomaly_log_odds(class_probabilities: np.ndarray) -> np.ndarray:

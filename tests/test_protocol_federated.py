@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from federation.audit import load_run_ledger, privacy_checks
-from federation.config import ProtocolConfig
+from federation.config import ProtocolConfig, training_noise
 from federation.simulate import outcome, simulate
 from federation.transcript import read_ledger
 
@@ -92,6 +93,10 @@ def test_private_run_writes_predictions_summary_and_ledger(private_run, tiny_dat
         assert summary["traffic_bytes"][party]["sent"] > 0
     assert set(summary["stages"]["train"]["phase_seconds"]) >= {"setup", "noise", "aggregate"}
     assert all(s["failed_parties"] == {} for s in summary["stages"].values())
+    # The status model weighs the released counts against the noise they carry.
+    table = json.loads((run_dir / "parties" / "swift" / "status_table.json").read_text())
+    assert table["noise_variance"] == pytest.approx(
+        training_noise(ProtocolConfig(epsilon=1.0)).variance)
 
 
 def test_ledger_shows_no_boundary_violation(private_run):

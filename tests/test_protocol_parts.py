@@ -174,23 +174,49 @@ def test_status_table_recovers_rates_from_exact_counts():
     table = _one_cell_table()
     t = table.table()
     assert t[0, EXPLAINED, 1] == pytest.approx(5.5 / 101) and t[0, UNEXPLAINED, 1] > 0.9
-    assert t[0, NORMAL, 1] == pytest.approx(10 / 10_000, rel=0.03)
+    # One cell: between its own rate and the pooled one with its half pseudo-row.
+    assert 10 / 10_000 < t[0, NORMAL, 1] < 10.5 / 10_001
     assert table.class_rates[0] == pytest.approx([10_000 / 10_201, 100 / 10_201,
                                                   100 / 10_201], rel=1e-3)
     again = StatusTable.from_json(table.to_json())
     assert np.array_equal(again.table(), t)
+    noised = StatusTable(table.counts, table.class_rates, noise_variance=20.0)
+    assert StatusTable.from_json(noised.to_json()).noise_variance == 20.0
 
 
-def test_normal_status_rate_is_pooled_over_cells():
-    # Two cells of 10 000 normal rows with 3 and 17 "not ok" (the noise moved them apart);
-    # the anomaly classes are empty. With 10 000 pseudo-rows at the pooled rate 20 / 20 000,
-    # the cells' rates move halfway towards it.
+def test_normal_status_rate_is_pooled_as_far_as_the_noise_requires():
+    # Two cells of 10 000 normal rows with 3 and 17 "not ok"; the anomaly classes are
+    # empty. Exact counts: the cells keep most of their own difference. DP noise of
+    # variance 400 on each count (standard deviation 20, above both counts) pulls them
+    # almost onto the pooled rate 20 / 20 000.
     classes = np.zeros(20_000, dtype=int)
     cells = np.repeat([0, 1], 10_000)
     noisy = np.array([[[3.0], [0.0], [0.0]], [[17.0], [0.0], [0.0]]])
-    t = StatusTable.from_noisy_counts(noisy, cells, classes, np.arange(20_000)).table()
-    assert 3 / 10_000 < t[0, NORMAL, 1] < t[1, NORMAL, 1] < 17 / 10_000
-    assert t[1, NORMAL, 1] - t[0, NORMAL, 1] == pytest.approx(0.5 * 14 / 10_000)
+    exact, noised = (StatusTable.from_noisy_counts(noisy, cells, classes, np.arange(20_000),
+                                                   variance).table()
+                     for variance in (0.0, 400.0))
+    assert 3 / 10_000 < exact[0, NORMAL, 1] < exact[1, NORMAL, 1] < 17 / 10_000
+    assert exact[1, NORMAL, 1] - exact[0, NORMAL, 1] > 0.6 * 14 / 10_000
+    assert noised[1, NORMAL, 1] - noised[0, NORMAL, 1] < 0.1 * 14 / 10_000
+    assert noised[0, NORMAL, 1] == pytest.approx(20 / 20_000, rel=0.1)
+
+
+def test_status_evidence_keeps_a_cell_where_not_ok_is_rare_among_normal_rows():
+    # The status explains anomalies only in cell 0 (an amount band): there 10 of 20 000
+    # normal rows are "not ok" against 200 of 40 000 in cell 1, where non-ok statuses are
+    # ordinary. The anomalies are "not ok" in both cells. A row's "not ok" must count for
+    # nearly log(5 / 0.5) more in cell 0 than in cell 1; a rate pooled over the cells with
+    # a fixed 10 000 pseudo-rows cut that difference to about half.
+    n0, n1 = 20_000, 40_000
+    classes = np.concatenate([np.zeros(n0 + n1, dtype=int), [UNEXPLAINED] * 100])
+    cells = np.concatenate([np.repeat([0, 1], [n0, n1]), [0] * 50 + [1] * 50])
+    noisy = np.array([[[10.0], [0.0], [45.0]], [[200.0], [0.0], [45.0]]])
+    table = StatusTable.from_noisy_counts(noisy, cells, classes, np.arange(len(classes)),
+                                          noise_variance=20.0)
+    assert table.table()[0, NORMAL, 1] == pytest.approx(10 / n0, rel=0.3)
+    scores = np.array([[0.0, 0.01], [0.0, 0.01]])
+    evidence = table.status_evidence(scores, np.array([0, 1]))
+    assert 0.85 * np.log(10.0) < evidence[0, 1] - evidence[1, 1] < np.log(10.0)
 
 
 def test_config_round_trips_and_rejects_bad_values():
