@@ -296,7 +296,6 @@ class _Deployed:
             m: FairSISA(m, objective=setup.objective).fit(full.proba, self.cal.labels, group)
             for m in UNLEARN_METHODS
         }
-        self.update_cpu_seconds = dict.fromkeys(self.posts, 0.0)  # of the last `refit`
 
     def held_ids(self) -> np.ndarray:
         registry = self.coordinator.registry
@@ -318,14 +317,15 @@ class _Deployed:
             self.cal = self.coordinator.owned("calib")
         return report, seconds
 
-    def refit(self, report: dict[str, Any]) -> tuple[float, dict[str, float], dict[str, bool]]:
+    def refit(self, report: dict[str, Any]
+              ) -> tuple[float, dict[str, float], dict[str, float], dict[str, bool]]:
         """Refit every post-processor from the votes in the forget replies: (the hosts'
-        scoring seconds inside the forget, update seconds per method, whether each one
-        re-solved its LP). (c) goes first, as where it is the only post-processor: the
-        first update after the host's retrain runs on cold caches, and later ones partly
-        on code and data the earlier ones brought back."""
+        scoring seconds inside the forget, update seconds per method, the same in CPU
+        time, whether each one re-solved its LP). (c) goes first, as where it is the only
+        post-processor: the first update after the host's retrain runs on cold caches, and
+        later ones partly on code and data the earlier ones brought back."""
         scoring, update = 0.0, dict.fromkeys(self.posts, 0.0)
-        self.update_cpu_seconds = dict.fromkeys(self.posts, 0.0)  # `update` in CPU time
+        update_cpu = dict.fromkeys(self.posts, 0.0)
         resolved = dict.fromkeys(self.posts, False)
         order = sorted(self.posts, key=lambda m: m != "votes")
         for applied in report["applied"]:
@@ -336,9 +336,9 @@ class _Deployed:
                 t0, cpu = time.perf_counter(), time.thread_time()
                 post.update_voter(self.column[applied["shard"]], votes)
                 update[m] += time.perf_counter() - t0
-                self.update_cpu_seconds[m] += time.thread_time() - cpu
+                update_cpu[m] += time.thread_time() - cpu
                 resolved[m] |= post.resolved_
-        return scoring, update, resolved
+        return scoring, update, update_cpu, resolved
 
     def refit_equals_scratch(self) -> bool:
         """The incrementally refit post-processors equal refits from scratch on a fresh
@@ -376,7 +376,7 @@ class _Deployed:
         reloads the checkpoint), which must give the reply's probabilities exactly."""
         held = self.held_ids() if pool is None else np.intersect1d(pool, self.held_ids())
         report, forget_s = self.forget([int(rng.choice(held))])
-        scoring, update, resolved = self.refit(report)
+        scoring, update, update_cpu, resolved = self.refit(report)
         retrain_s = forget_s - scoring
         transport = self.coordinator.transport
         (applied,) = report["applied"]
@@ -399,10 +399,10 @@ class _Deployed:
             # The same in CPU time (host and coordinator threads), which load inflates less.
             "host_retrain_cpu_seconds": applied["retrain_cpu_seconds"],
             "query_cpu_seconds": applied["query_cpu_seconds"],
-            "refit_update_cpu_seconds": dict(self.update_cpu_seconds),
+            "refit_update_cpu_seconds": update_cpu,
             "refit_cpu_fraction_of_host_retrain": {
                 m: (applied["query_cpu_seconds"] + u) / applied["retrain_cpu_seconds"]
-                for m, u in self.update_cpu_seconds.items()
+                for m, u in update_cpu.items()
             },
             "refit_fraction_of_training_one_shard": {
                 m: (scoring + u) / train_one_shard_s for m, u in update.items()
@@ -440,7 +440,7 @@ def run_unlearning(
         ids = pick(deployed.held_ids(), int(round(share * n_train)))
         cal_ids = pick(deployed.cal.ids, int(round(share * len(deployed.cal.ids))))
         report, forget_s = deployed.forget(ids + cal_ids)
-        scoring, update, _ = deployed.refit(report)
+        scoring, update, _, _ = deployed.refit(report)
         sequence.append({
             "step": step, "forgotten_share": 1 - len(deployed.held_ids()) / n_train,
             "calibration_rows": len(deployed.cal.ids),
